@@ -1,0 +1,85 @@
+"""The one place that maps actions to image points (AlignSAM's patch grid).
+
+The image is split into ``rows x cols`` patches (AlignSAM: 800x800 image, 80x80 patches, 10x10
+grid, 100 actions). Action ``a`` picks the centre of patch ``(row, col) = (a // cols, a % cols)``:
+
+    (x, y) = ((col + 0.5) * W / cols, (row + 0.5) * H / rows)
+
+in original-image pixels (``x`` to the right, ``y`` down), and the ground-truth pixel read for the
+reward is ``(floor(y), floor(x))`` as ``[row, col]``. Continuous points ``(u, v)`` in ``[0, 1]^2``
+map to ``(x, y) = (u * W, v * H)``, clipped to the last pixel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["PatchGrid"]
+
+
+@dataclass(frozen=True)
+class PatchGrid:
+    """A ``rows x cols`` grid of patches over an ``H x W`` image.
+
+    Args:
+        rows: Number of patch rows (along ``y``).
+        cols: Number of patch columns (along ``x``).
+        height: Image height ``H`` in pixels.
+        width: Image width ``W`` in pixels.
+    """
+
+    rows: int
+    cols: int
+    height: int
+    width: int
+
+    def __post_init__(self) -> None:
+        for name in ("rows", "cols", "height", "width"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"Expected {name} to be a positive integer, got {value!r}")
+        if self.rows > self.height or self.cols > self.width:
+            raise ValueError(
+                f"Expected a grid no finer than the image, got a {self.rows}x{self.cols} grid "
+                f"on a {self.height}x{self.width} image"
+            )
+
+    @property
+    def n_cells(self) -> int:
+        """Number of patches (= number of discrete location actions)."""
+        return self.rows * self.cols
+
+    def cell_to_point(self, cell: int) -> tuple[float, float]:
+        """Return the ``(x, y)`` centre, in image pixels, of patch ``cell``."""
+        cell = int(cell)
+        if not 0 <= cell < self.n_cells:
+            raise ValueError(f"Expected a cell index in [0, {self.n_cells}), got {cell}")
+        row, col = divmod(cell, self.cols)
+        return (col + 0.5) * self.width / self.cols, (row + 0.5) * self.height / self.rows
+
+    def point_to_cell(self, x: float, y: float) -> int:
+        """Return the index of the patch that contains the ``(x, y)`` point."""
+        col = min(int(np.floor(x * self.cols / self.width)), self.cols - 1)
+        row = min(int(np.floor(y * self.rows / self.height)), self.rows - 1)
+        return max(row, 0) * self.cols + max(col, 0)
+
+    def pixel(self, x: float, y: float) -> tuple[int, int]:
+        """Return the ``(row, col)`` pixel that the ``(x, y)`` point falls on, clipped to the image."""
+        row = min(max(int(np.floor(y)), 0), self.height - 1)
+        col = min(max(int(np.floor(x)), 0), self.width - 1)
+        return row, col
+
+    def normalized_to_point(self, u: float, v: float) -> tuple[float, float]:
+        """Map a normalised ``(u, v)`` in ``[0, 1]^2`` to an ``(x, y)`` point in image pixels."""
+        if not (np.isfinite(u) and np.isfinite(v)):
+            raise ValueError(f"Expected a finite normalised point, got ({u}, {v})")
+        u = float(np.clip(u, 0.0, 1.0))
+        v = float(np.clip(v, 0.0, 1.0))
+        # Keep the point on the last pixel, not on the image's far border.
+        return min(u * self.width, self.width - 0.5), min(v * self.height, self.height - 0.5)
+
+    def centers(self) -> np.ndarray:
+        """Return all patch centres as an ``(n_cells, 2)`` float array of ``(x, y)`` points."""
+        return np.array([self.cell_to_point(a) for a in range(self.n_cells)], dtype=np.float32)
