@@ -1,0 +1,384 @@
+"""A weight-free classical interactive segmenter: graph cut with a star-convexity shape prior.
+
+This is **not** Segment Anything. It is the offline default backend of ``sam_gym``: it needs no
+weights, no GPU and no download, and it behaves like a promptable segmenter (clicks in, masks
+and low-resolution logits out), so that environments, policies and benchmarks run anywhere.
+
+Method (Boykov & Jolly 2001 graph cut; Rother et al. 2004 colour models; Veksler 2008 and
+Gulshan et al. 2010 star convexity), at a reduced working resolution:
+
+* ``encode`` resizes the image so that its longer side is ``work_size`` pixels, quantises its
+  colours into ``bins**3`` RGB histogram bins and precomputes the contrast-sensitive pairwise
+  weights ``exp(-beta * |I_p - I_q|^2)`` of an 8-connected grid (CIELab colours, ``beta`` from
+  the image's mean contrast). It also builds a small ``(C, 64, 64)`` feature map (CIELab colour,
+  position, gradient, texture) used by :meth:`ClassicalBackend.observe`.
+* ``decode`` turns clicks into hard seeds (disks of ``seed_radius`` image pixels), estimates
+  smoothed foreground / background colour histograms from the seeds plus the previous mask
+  (``mask_input``) or, before any mask exists, plus a disk around the positive clicks and the
+  image frame as background, and adds the previous mask's logits as a weak unary prior. Every
+  pixel is tied to its nearest positive click by a star-convexity constraint (if a pixel is
+  foreground, so is its neighbour on the straight line to that click), which is what makes
+  classical click segmenters robust. The min cut is found with PyMaxflow and the binary result
+  is smoothed and upsampled to the image.
+
+Published NoC@90 on GrabCut / Berkeley with the standard click simulator and 20 clicks (Xu et
+al., "Deep Interactive Object Selection", CVPR 2016): graph cut 11.10 / 14.33, random walker
+12.30 / 14.02, Euclidean star convexity 9.20 / 12.21, geodesic star convexity 8.38 / 12.57.
+``benchmarks/classical_noc.py`` measures this backend with the same protocol.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import maxflow
+import numpy as np
+from scipy.ndimage import gaussian_filter
+
+from sam_gym.backends.base import Embedding, Prediction, PromptableSegmenter, validate_image, validate_prompts
+
+__all__ = ["ClassicalBackend"]
+
+_VERSION = "v1"
+_FEATURE_CHANNELS = 10
+_FEATURE_SIDE = 64
+_LOW_RES = 256
+_LOGIT_CLIP = 8.0
+# 8-connected grid: (row offset, col offset) of the forward neighbours, in the order of the
+# ``edges`` array stored in the embedding.
+_OFFSETS = ((0, 1), (1, 0), (1, 1), (1, -1))
+# Star-convexity steps: index k points at angle k * 45 degrees (x right, y down).
+_STEPS = np.array([[0, 1], [1, 1], [1, 0], [1, -1], [0, -1], [-1, -1], [-1, 0], [-1, 1]])  # (drow, dcol)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    """Numerically safe logistic function, float32."""
+    return (1.0 / (1.0 + np.exp(-np.clip(x, -30.0, 30.0)))).astype(np.float32)
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    """Clipped log-odds of probabilities, float32."""
+    p = np.clip(p, 1e-4, 1.0 - 1e-4)
+    return np.clip(np.log(p / (1.0 - p)), -_LOGIT_CLIP, _LOGIT_CLIP).astype(np.float32)
+
+
+def _resize(arr: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """Resize a 2-D (or HWC) float array to ``hw``: area averaging down, bilinear up."""
+    h, w = hw
+    shrink = h <= arr.shape[0] and w <= arr.shape[1]
+    return cv2.resize(arr, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def _shift_diff(lab: np.ndarray, dr: int, dc: int) -> np.ndarray:
+    """Squared colour difference between each pixel and its ``(dr, dc)`` neighbour (0 off-grid)."""
+    h, w = lab.shape[:2]
+    out = np.zeros((h, w), dtype=np.float32)
+    r0, r1 = 0, h - dr
+    c0, c1 = max(0, -dc), w - max(0, dc)
+    diff = lab[r0:r1, c0:c1] - lab[r0 + dr : r1 + dr, c0 + dc : c1 + dc]
+    out[r0:r1, c0:c1] = np.einsum("ijk,ijk->ij", diff, diff)
+    return out
+
+
+def _feature_map(lab: np.ndarray) -> np.ndarray:
+    """Return the ``(C, 64, 64)`` float32 feature map of a working-resolution image.
+
+    Channels: CIELab (3), CIELab minus the image mean (3), x and y position in [-1, 1] (2), the
+    gradient magnitude of L and the local standard deviation of L (2), roughly standardised.
+    """
+    side = _FEATURE_SIDE
+    lab_small = cv2.resize(lab, (side, side), interpolation=cv2.INTER_AREA)
+    lab_n = (lab_small - np.array([50.0, 0.0, 0.0], np.float32)) / np.array([25.0, 20.0, 20.0], np.float32)
+    centred = lab_n - lab_n.reshape(-1, 3).mean(axis=0)
+    ys, xs = np.meshgrid(np.linspace(-1, 1, side), np.linspace(-1, 1, side), indexing="ij")
+    lum = lab[..., 0]
+    grad = np.hypot(cv2.Sobel(lum, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(lum, cv2.CV_32F, 0, 1, ksize=3))
+    grad_small = cv2.resize(grad, (side, side), interpolation=cv2.INTER_AREA) / 20.0
+    mean = cv2.resize(lum, (side, side), interpolation=cv2.INTER_AREA)
+    mean_sq = cv2.resize(lum * lum, (side, side), interpolation=cv2.INTER_AREA)
+    texture = np.sqrt(np.maximum(mean_sq - mean * mean, 0.0)) / 10.0
+    feats = [*np.moveaxis(lab_n, -1, 0), *np.moveaxis(centred, -1, 0), xs, ys, grad_small - 1.0, texture - 1.0]
+    return np.stack(feats).astype(np.float32)
+
+
+class ClassicalBackend(PromptableSegmenter):
+    """Weight-free graph-cut segmenter with colour models and a star-convexity prior (not SAM).
+
+    Args:
+        work_size: Longer side, in pixels, of the working resolution of the graph cut.
+        bins: Histogram bins per RGB channel of the colour models.
+        smoothness: Weight ``lambda`` of the contrast-sensitive pairwise term.
+        colour_weight: Weight of the colour log-likelihood ratio in the unary term.
+        prior_weight: Weight of the previous mask's logits (``mask_input``) in the unary term.
+        seed_radius: Radius, in image pixels, of the hard-seed disk around each click.
+        star: Enforce star convexity around the positive clicks.
+    """
+
+    name = "classical"
+    is_sam = False
+    description = "classical (weight-free graph cut with star convexity, not SAM)"
+    embedding_shape = (_FEATURE_CHANNELS, _FEATURE_SIDE, _FEATURE_SIDE)
+    low_res_shape = (_LOW_RES, _LOW_RES)
+
+    def __init__(
+        self,
+        *,
+        work_size: int = 320,
+        bins: int = 16,
+        smoothness: float = 3.0,
+        colour_weight: float = 1.0,
+        prior_weight: float = 0.25,
+        seed_radius: float = 5.0,
+        star: bool = True,
+    ) -> None:
+        if work_size < 16:
+            raise ValueError(f"Expected work_size >= 16, got {work_size}")
+        if not 2 <= bins <= 64:
+            raise ValueError(f"Expected bins in [2, 64], got {bins}")
+        if min(smoothness, colour_weight, prior_weight, seed_radius) < 0:
+            raise ValueError(
+                "Expected non-negative smoothness, colour_weight, prior_weight and seed_radius, got "
+                f"{(smoothness, colour_weight, prior_weight, seed_radius)}"
+            )
+        self.work_size = int(work_size)
+        self.bins = int(bins)
+        self.smoothness = float(smoothness)
+        self.colour_weight = float(colour_weight)
+        self.prior_weight = float(prior_weight)
+        self.seed_radius = float(seed_radius)
+        self.star = bool(star)
+        self.model_id = (
+            f"classical-{_VERSION}-ws{self.work_size}-b{self.bins}-s{self.smoothness:g}-c{self.colour_weight:g}"
+            f"-p{self.prior_weight:g}-r{self.seed_radius:g}-star{int(self.star)}"
+        )
+
+    # ------------------------------------------------------------------ encode
+
+    def encode(self, image: np.ndarray) -> Embedding:
+        """Precompute the working image, colour bins, pairwise weights and the feature map.
+
+        Args:
+            image: ``(H, W, 3)`` uint8 RGB image.
+
+        Returns:
+            The embedding: ``features`` float32 ``(10, 64, 64)``; ``extras`` holds ``bins``
+            (uint16 colour-bin index per working pixel), ``edges`` (float16 ``(4, h, w)`` pairwise
+            weights towards the right, down, down-right and down-left neighbours) and ``lab``
+            (uint8 working-resolution CIELab image).
+        """
+        image = validate_image(image)
+        big_h, big_w = image.shape[:2]
+        scale = min(1.0, self.work_size / max(big_h, big_w))
+        h, w = max(2, round(big_h * scale)), max(2, round(big_w * scale))
+        rgb = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA) if (h, w) != (big_h, big_w) else image
+        lab8 = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB)
+        lab = cv2.cvtColor(rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
+
+        q = (rgb.astype(np.uint16) * self.bins) >> 8
+        bins = ((q[..., 0] * self.bins + q[..., 1]) * self.bins + q[..., 2]).astype(np.uint16)
+
+        diffs = [_shift_diff(lab, dr, dc) for dr, dc in _OFFSETS]
+        beta = 1.0 / (2.0 * max(float(np.mean([d[: h - 1, 1 : w - 1].mean() for d in diffs])), 1e-6))
+        edges = np.stack([np.exp(-beta * d) for d in diffs]).astype(np.float16)
+
+        features = _feature_map(lab)
+        extras = {"bins": bins, "edges": edges, "lab": lab8}
+        return Embedding(features=features, image_size=(big_h, big_w), extras=extras)
+
+    # ------------------------------------------------------------------ decode
+
+    def decode(
+        self,
+        embedding: Embedding,
+        points: np.ndarray,
+        labels: np.ndarray,
+        mask_input: Any | None = None,
+        multimask: bool = False,
+    ) -> Prediction:
+        """Segment from clicks with a graph cut.
+
+        Args:
+            embedding: From :meth:`encode`.
+            points: ``(N, 2)`` ``(x, y)`` clicks in image pixels.
+            labels: ``(N,)`` labels, 1 foreground / 0 background.
+            mask_input: ``(1, 256, 256)`` logits of a previous prediction (``Prediction.logits()``),
+                used for the colour models and as a weak unary prior; or ``None``.
+            multimask: Return three proposals (smoothness ``0.5x``, ``1x`` and ``2x`` the default,
+                the middle one being the single-mask answer) instead of one.
+
+        Returns:
+            The proposals. ``low_res_logits`` are float32 ``(K, 256, 256)`` log-odds of the
+            foreground over the image frame (stretched). ``scores`` estimate the quality of each
+            mask as the mean edge contrast along its boundary, ``1 - exp(-beta |I_p - I_q|^2)``
+            averaged over the cut grid edges, in ``[0, 1]`` (0 for an empty or full mask): a cut
+            that follows strong image edges scores high.
+        """
+        pts, lab = validate_prompts(points, labels, embedding.image_size)
+        bins = np.asarray(embedding.extras["bins"])
+        edges = np.asarray(embedding.extras["edges"], dtype=np.float32)
+        prior = self._prior(mask_input, bins.shape)
+        unary, seeds_fg, seeds_bg, centres = self._unary(embedding, bins, pts, lab, prior)
+        factors = (0.5, 1.0, 2.0) if multimask else (1.0,)
+        masks = [self._cut(unary, edges * (self.smoothness * f), seeds_fg, seeds_bg, centres) for f in factors]
+        probs = [cv2.GaussianBlur(m.astype(np.float32), (0, 0), 0.7) for m in masks]
+        scores = np.array([_boundary_score(m, edges) for m in masks], dtype=np.float32)
+        low = np.stack([_logit(_resize(p, (_LOW_RES, _LOW_RES))) for p in probs])
+        big_h, big_w = embedding.image_size
+
+        def full_mask(k: int) -> np.ndarray:
+            return cv2.resize(probs[k], (big_w, big_h), interpolation=cv2.INTER_LINEAR) > 0.5
+
+        return Prediction(scores=scores, low_res_logits=low, full_mask=full_mask)
+
+    def _prior(self, mask_input: Any | None, hw: tuple[int, ...]) -> np.ndarray | None:
+        """Return the previous mask's foreground probability at the working resolution, or None."""
+        if mask_input is None:
+            return None
+        arr = np.asarray(mask_input, dtype=np.float32)
+        if arr.ndim == 3 and arr.shape[0] == 1:
+            arr = arr[0]
+        if arr.ndim != 2:
+            raise ValueError(f"Expected mask_input of shape (1, h, w) (Prediction.logits()), got {np.shape(mask_input)}")
+        return _sigmoid(_resize(arr, (int(hw[0]), int(hw[1]))))
+
+    def _unary(
+        self,
+        embedding: Embedding,
+        bins: np.ndarray,
+        pts: np.ndarray,
+        lab: np.ndarray,
+        prior: np.ndarray | None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Return the unary log-odds of foreground, the hard seeds and the working-res positive clicks."""
+        h, w = bins.shape
+        big_h, big_w = embedding.image_size
+        sx, sy = w / big_w, h / big_h
+        cols = np.clip((pts[:, 0] * sx).astype(np.int64), 0, w - 1)
+        rows = np.clip((pts[:, 1] * sy).astype(np.int64), 0, h - 1)
+        radius = max(1, round(self.seed_radius * min(sx, sy)))
+        seeds_fg = _disks((h, w), rows[lab == 1], cols[lab == 1], radius)
+        seeds_bg = _disks((h, w), rows[lab == 0], cols[lab == 0], radius) & ~seeds_fg
+
+        if prior is None:
+            fg_weight = _disks((h, w), rows[lab == 1], cols[lab == 1], 4 * radius).astype(np.float32)
+            frame = np.zeros((h, w), dtype=np.float32)
+            border = max(1, round(0.03 * max(h, w)))
+            frame[:border], frame[-border:], frame[:, :border], frame[:, -border:] = 1.0, 1.0, 1.0, 1.0
+            bg_weight = frame * (fg_weight == 0)
+        else:
+            fg_weight, bg_weight = prior, 1.0 - prior
+        fg_weight = fg_weight + 10.0 * seeds_fg
+        bg_weight = bg_weight + 10.0 * seeds_bg
+        llr = self.colour_weight * _colour_llr(bins, fg_weight, bg_weight, self.bins)
+        if prior is not None:
+            llr = llr + self.prior_weight * _logit(prior)
+        centres = np.stack([rows[lab == 1], cols[lab == 1]], axis=1)
+        return llr.astype(np.float32), seeds_fg, seeds_bg, centres
+
+    def _cut(
+        self,
+        unary: np.ndarray,
+        edges: np.ndarray,
+        seeds_fg: np.ndarray,
+        seeds_bg: np.ndarray,
+        centres: np.ndarray,
+    ) -> np.ndarray:
+        """Solve the graph cut and return the working-resolution foreground mask."""
+        h, w = unary.shape
+        g = maxflow.GraphFloat()
+        nodes = g.add_grid_nodes((h, w))
+        for k, (dr, dc) in enumerate(_OFFSETS):
+            structure = np.zeros((3, 3))
+            structure[1 + dr, 1 + dc] = 1.0 / np.hypot(dr, dc)
+            g.add_grid_edges(nodes, weights=edges[k], structure=structure, symmetric=True)
+        inf = 1e6
+        source = np.where(unary > 0, unary, 0.0) + inf * seeds_fg
+        sink = np.where(unary < 0, -unary, 0.0) + inf * seeds_bg
+        g.add_grid_tedges(nodes, source, sink)
+        if self.star and len(centres):
+            src, dst = _star_edges(nodes, centres)
+            g.add_edges(src, dst, np.full(src.shape, inf), np.zeros(src.shape))
+        g.maxflow()
+        return ~g.get_grid_segments(nodes)
+
+    # ----------------------------------------------------------------- observe
+
+    def observe(
+        self,
+        embedding: Embedding,
+        low_res_logits: Any | None,
+        grid_hw: tuple[int, int] | None,
+        mask_hw: tuple[int, int],
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Return the AlignSAM state (features times mask probability) and the mask probabilities.
+
+        Args:
+            embedding: From :meth:`encode`.
+            low_res_logits: ``(1, 256, 256)`` logits of the previous mask, or ``None`` (all ones).
+            grid_hw: ``(rows, cols)`` to area-average the ``(C, 64, 64)`` state to (cell ``(r, c)``
+                covers the same fraction of the image frame as action cell ``(r, c)``), or ``None``.
+            mask_hw: ``(h, w)`` of the returned probability map.
+
+        Returns:
+            float32 ``state`` ``(C, rows, cols)`` (or ``(C, 64, 64)``) and ``mask`` ``mask_hw``.
+        """
+        feats = np.asarray(embedding.features, dtype=np.float32)
+        if low_res_logits is None:
+            state = feats
+            mask = np.ones(tuple(mask_hw), dtype=np.float32)
+        else:
+            logits = np.asarray(low_res_logits, dtype=np.float32).reshape(np.shape(low_res_logits)[-2:])
+            state = feats * _sigmoid(_resize(logits, (feats.shape[1], feats.shape[2])))[None]
+            mask = _sigmoid(_resize(logits, (int(mask_hw[0]), int(mask_hw[1]))))
+        if grid_hw is not None:
+            rows, cols = int(grid_hw[0]), int(grid_hw[1])
+            pooled = cv2.resize(np.ascontiguousarray(state.transpose(1, 2, 0)), (cols, rows), interpolation=cv2.INTER_AREA)
+            state = pooled.reshape(rows, cols, -1).transpose(2, 0, 1)
+        return np.ascontiguousarray(state, dtype=np.float32), mask
+
+
+def _disks(hw: tuple[int, int], rows: np.ndarray, cols: np.ndarray, radius: int) -> np.ndarray:
+    """Return a bool mask with filled disks of ``radius`` at the given pixels."""
+    out = np.zeros(hw, dtype=np.uint8)
+    for r, c in zip(rows.tolist(), cols.tolist()):
+        cv2.circle(out, (int(c), int(r)), int(radius), 1, thickness=-1)
+    return out.astype(bool)
+
+
+def _colour_llr(bins: np.ndarray, fg_weight: np.ndarray, bg_weight: np.ndarray, n: int) -> np.ndarray:
+    """Log-likelihood ratio of foreground vs background colour, from smoothed weighted histograms."""
+    flat = bins.ravel()
+    hists = []
+    for weight in (fg_weight, bg_weight):
+        hist = np.bincount(flat, weights=np.asarray(weight, dtype=np.float64).ravel(), minlength=n**3)
+        hist = gaussian_filter(hist.reshape(n, n, n), sigma=1.0, mode="constant").ravel()
+        hists.append(hist / max(hist.sum(), 1e-12) + 1e-6)
+    table = np.log(hists[0]) - np.log(hists[1])
+    return table[bins].astype(np.float32)
+
+
+def _star_edges(nodes: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return directed edges ``p -> q`` (q: p's neighbour towards its nearest positive click)."""
+    h, w = nodes.shape
+    rr, cc = np.mgrid[0:h, 0:w]
+    d2 = (rr[None] - centres[:, 0, None, None]) ** 2 + (cc[None] - centres[:, 1, None, None]) ** 2
+    nearest = np.argmin(d2, axis=0)
+    dy = centres[nearest, 0] - rr
+    dx = centres[nearest, 1] - cc
+    moving = (dx != 0) | (dy != 0)
+    k = np.round(np.arctan2(dy, dx) / (np.pi / 4)).astype(np.int64) % 8
+    step = _STEPS[k]
+    qr, qc = rr + step[..., 0], cc + step[..., 1]
+    return nodes[moving], nodes[qr[moving], qc[moving]]
+
+
+def _boundary_score(mask: np.ndarray, edges: np.ndarray) -> float:
+    """Mean contrast ``1 - w_pq`` over the grid edges that the mask boundary cuts (0 if none)."""
+    total, count = 0.0, 0
+    for k, (dr, dc) in enumerate(_OFFSETS[:2]):
+        h, w = mask.shape
+        cut = mask[: h - dr, : w - dc] != mask[dr:, dc:]
+        total += float((1.0 - edges[k, : h - dr, : w - dc][cut]).sum())
+        count += int(cut.sum())
+    return total / count if count else 0.0

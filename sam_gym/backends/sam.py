@@ -1,0 +1,499 @@
+"""Segment Anything (ViT-H/L/B) and MobileSAM (ViT-T) backends.
+
+:class:`SamBackend` wraps a ``Sam`` model of the ``segment_anything`` or ``mobile_sam`` package and
+drives its three parts directly (no ``SamPredictor`` state), so that one backend serves many
+environments:
+
+* ``encode``: ``ResizeLongestSide`` to the encoder's input size, normalise, pad to a square
+  (bottom/right), image encoder. The padded square is the "padded frame"; the resized image
+  occupies its top-left ``input_size`` corner.
+* ``decode``: prompt encoder + mask decoder; full-resolution masks only when asked for.
+* ``observe``: the AlignSAM state, computed on the backend's device.
+
+Coordinate conventions are those of :mod:`sam_gym.backends.base`: points are ``(x, y)`` in
+original-image pixels (``x`` right, ``y`` down; the pixel is ``(floor(y), floor(x))``), masks
+``(H, W)`` indexed ``[row, col]``, labels ``1`` foreground / ``0`` background.
+
+This module imports torch at import time; the registry imports it only when a SAM backend is built.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import math
+from collections.abc import Mapping, Sequence
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sam_gym.backends.base import Embedding, Prediction, PromptableSegmenter, validate_image, validate_prompts
+from sam_gym.backends.weights import WEIGHTS, file_sha256, resolve_checkpoint
+
+try:
+    import torch
+    import torch.nn.functional as F
+except ImportError as exc:  # pragma: no cover - depends on the installation
+    raise ImportError('The SAM backends need torch: pip install "sam-gym[sam]"') from exc
+
+__all__ = ["SamBackend"]
+
+#: model type -> (import name, distribution name) of the package that builds it.
+_PACKAGES: dict[str, tuple[str, str]] = {
+    "vit_h": ("segment_anything", "segment-anything"),
+    "vit_l": ("segment_anything", "segment-anything"),
+    "vit_b": ("segment_anything", "segment-anything"),
+    "vit_t": ("mobile_sam", "mobilesam-mirror"),
+}
+_DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+
+
+def _import(module: str, model_type: str) -> Any:
+    """Import a module of segment-anything / mobile_sam with an installation hint on failure."""
+    package, dist = _PACKAGES[model_type]
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ImportError(
+            f'The {model_type} backend needs the {dist} package (import name {package}): pip install "sam-gym[sam]"'
+        ) from exc
+
+
+def _select_device(device: str | None) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(f"Expected device to be None, 'cpu', 'cuda' or 'cuda:N', got {device!r}") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"Expected an available device, got {device!r} but torch.cuda.is_available() is False")
+    return dev
+
+
+def _state_dict_digest(model: torch.nn.Module) -> str:
+    """SHA-256 over the names, dtypes, shapes and bytes of all parameters and buffers."""
+    digest = hashlib.sha256()
+    for key, value in sorted(model.state_dict().items()):
+        t = value.detach().to("cpu").contiguous()
+        digest.update(f"{key}:{t.dtype}:{tuple(t.shape)};".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+def _load_state_dict(model: torch.nn.Module, path: Path, model_type: str) -> None:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, Mapping):
+        raise ValueError(f"Expected {path} to hold a state dict (a mapping of tensors), got {type(state).__name__}")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ValueError(f"Expected {path} to hold {model_type} weights, but they do not fit the model: {exc}") from exc
+
+
+def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Antialiased bilinear resize of a ``(B, C, h, w)`` map of values in ``[0, 1]``, clamped to it."""
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True).clamp_(0.0, 1.0)
+
+
+def _check_hw(value: Any, what: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"Expected {what} to be a pair (rows, cols) of positive ints, got {value!r}") from None
+    if h <= 0 or w <= 0:
+        raise ValueError(f"Expected {what} to be a pair (rows, cols) of positive ints, got {value!r}")
+    return h, w
+
+
+class SamBackend(PromptableSegmenter):
+    """A Segment Anything / MobileSAM model as a :class:`PromptableSegmenter`.
+
+    Shapes are read from the model (a full-size model has a 1024-pixel input, a ``(256, 64, 64)``
+    embedding and ``(256, 256)`` low-resolution logits; one embedding cell covers a 16x16 patch of the
+    padded frame, one low-resolution logit a 4x4 patch).
+
+    Attributes:
+        model: The wrapped ``Sam`` module (eval mode, gradients off) on ``device``.
+        model_type: ``"vit_h"``, ``"vit_l"``, ``"vit_b"`` or ``"vit_t"``.
+        device: The torch device everything runs on.
+        dtype: Dtype of the image encoder and mask decoder (float32, or bf16/fp16 with ``half``).
+        img_size: Side of the square encoder input (the padded frame), in pixels.
+        checkpoint_path: The weights file loaded, or ``None`` (random init or injected model).
+        weights_sha256: SHA-256 of that file, or of the initial state dict when there is no file.
+    """
+
+    is_sam = True
+
+    def __init__(
+        self,
+        model_type: str = "vit_b",
+        checkpoint: str | PathLike[str] = "auto",
+        device: str | None = None,
+        half: bool = False,
+        model: torch.nn.Module | None = None,
+    ) -> None:
+        """Build the model, load its weights and move it to the device.
+
+        Args:
+            model_type: ``"vit_h"``, ``"vit_l"``, ``"vit_b"`` (segment-anything) or ``"vit_t"``
+                (MobileSAM).
+            checkpoint: ``"auto"`` (official weights, downloaded once and SHA-256-verified),
+                ``"random"`` (untrained weights, for tests: warns) or a path to a state-dict file;
+                see :func:`sam_gym.backends.weights.resolve_checkpoint`. Must stay ``"auto"`` when
+                ``model`` is given.
+            device: Torch device; default CUDA when available, else CPU.
+            half: Run the image encoder and mask decoder in bf16 (fp16 where the GPU lacks bf16);
+                CUDA only. The prompt encoder and all outputs stay float32.
+            model: An already-built ``Sam`` module (e.g. a tiny one in tests) used with its current
+                weights instead of building ``model_type``.
+
+        Raises:
+            ValueError: For an unknown ``model_type``, a bad ``device``, ``half`` without CUDA, a
+                checkpoint with ``model``, a missing or unfitting checkpoint file.
+            ImportError: If segment-anything / mobile_sam (or torch) is not installed.
+            sam_gym.backends.weights.WeightsUnavailableError: If ``"auto"`` cannot get the weights.
+        """
+        if model_type not in _PACKAGES:
+            raise ValueError(f"Expected model_type to be one of {sorted(_PACKAGES)}, got {model_type!r}")
+        self.model_type = model_type
+        self.name = "mobilesam_vit_t" if model_type == "vit_t" else f"sam_{model_type}"
+        self.device = _select_device(device)
+        if half and self.device.type != "cuda":
+            raise ValueError(
+                f"Expected half=True only on a CUDA device (bf16/fp16 inference), got device {str(self.device)!r}; "
+                f"use half=False on CPU"
+            )
+        if half:
+            self.dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        else:
+            self.dtype = torch.float32
+
+        family = "MobileSAM" if model_type == "vit_t" else "SAM"
+        self.checkpoint_path: Path | None = None
+        if model is not None:
+            if checkpoint != "auto":
+                raise ValueError(
+                    f"Expected checkpoint='auto' (the default) with an injected model, got {checkpoint!r}; "
+                    f"load weights into the model before passing it"
+                )
+            package = type(model).__module__.split(".")[0]
+            if package not in ("segment_anything", "mobile_sam"):
+                package = _PACKAGES[model_type][0]
+            self.weights_sha256 = _state_dict_digest(model)
+            source = f"{package}, injected {type(model).__name__}, parameter digest {self.weights_sha256[:12]}"
+        else:
+            package = _PACKAGES[model_type][0]
+            registry = _import(f"{package}.build_sam", model_type).sam_model_registry
+            self.checkpoint_path = resolve_checkpoint(model_type, checkpoint)
+            model = registry[model_type](checkpoint=None)
+            if self.checkpoint_path is None:
+                self.weights_sha256 = _state_dict_digest(model)
+                source = f"{package}, RANDOM weights (not a trained model)"
+            else:
+                _load_state_dict(model, self.checkpoint_path, model_type)
+                self.weights_sha256 = file_sha256(self.checkpoint_path)
+                source = f"{package}, weights {self.checkpoint_path.name}"
+                if self.weights_sha256 != WEIGHTS[model_type].sha256:
+                    source += f", sha256 {self.weights_sha256[:12]}, not the official checkpoint"
+        if half:
+            source += f", {_DTYPE_NAMES[self.dtype]}"
+        self.description = f"{family} {model_type} ({source})"
+
+        model.eval().requires_grad_(False)
+        model.to(self.device)
+        if half:
+            model.image_encoder.to(self.dtype)
+            model.mask_decoder.to(self.dtype)
+        self.model = model
+        self.img_size = int(model.image_encoder.img_size)
+        self.transform = _import(f"{package}.utils.transforms", model_type).ResizeLongestSide(self.img_size)
+        prompt_encoder = model.prompt_encoder
+        emb_h, emb_w = (int(v) for v in prompt_encoder.image_embedding_size)
+        self.embedding_shape = (int(prompt_encoder.embed_dim), emb_h, emb_w)
+        low_h, low_w = (int(v) for v in prompt_encoder.mask_input_size)
+        self.low_res_shape = (low_h, low_w)
+        self.model_id = (
+            f"{model_type}-{self.weights_sha256[:16]}-rls{self.img_size}-{_DTYPE_NAMES[self.dtype]}"
+        )
+        with torch.inference_mode():
+            self._dense_pe = prompt_encoder.get_dense_pe().to(self.dtype)
+
+    # ------------------------------------------------------------------ encode / decode
+
+    def encode(self, image: np.ndarray) -> Embedding:
+        """Encode an ``(H, W, 3)`` uint8 RGB image.
+
+        Returns:
+            ``features``: ``(1, C, h, w)`` tensor on the device (padded frame);
+            ``extras["input_size"]``: ``(2,)`` int64, the resized image's ``(rows, cols)`` inside
+            the padded frame (before padding).
+        """
+        image = validate_image(image)
+        resized = self.transform.apply_image(image)
+        x = torch.as_tensor(resized, device=self.device).permute(2, 0, 1).contiguous()[None]
+        with torch.inference_mode():
+            features = self.model.image_encoder(self.model.preprocess(x).to(self.dtype))
+        return Embedding(
+            features=features,
+            image_size=(int(image.shape[0]), int(image.shape[1])),
+            extras={"input_size": np.array(resized.shape[:2], dtype=np.int64)},
+        )
+
+    def decode(
+        self,
+        embedding: Embedding,
+        points: np.ndarray,
+        labels: np.ndarray,
+        mask_input: Any | None = None,
+        multimask: bool = False,
+    ) -> Prediction:
+        """Decode point prompts into masks.
+
+        Args:
+            embedding: From :meth:`encode`.
+            points: ``(N, 2)`` ``(x, y)`` points in original-image pixels.
+            labels: ``(N,)`` labels, 1 foreground / 0 background.
+            mask_input: ``(1, *low_res_shape)`` logits (tensor or numpy) of a previous prediction,
+                ``Prediction.logits()``, or ``None``.
+            multimask: Return SAM's 3 ambiguity proposals instead of its single-mask output.
+
+        Returns:
+            ``scores``: ``(K,)`` predicted IoUs; ``low_res_logits``: ``(K, *low_res_shape)`` float32
+            tensor on the device (padded frame); ``mask(k)``: ``(H, W)`` bool, computed on demand.
+        """
+        features = self._features(embedding)
+        coords, point_labels = self._prepare_points(embedding, points, labels)
+        mask = None if mask_input is None else self._logits_tensor(mask_input, "mask_input")
+        with torch.inference_mode():
+            sparse, dense = self.model.prompt_encoder(
+                points=(coords[None], point_labels[None]), boxes=None, masks=mask
+            )
+            low_res, iou = self.model.mask_decoder(
+                image_embeddings=features,
+                image_pe=self._dense_pe,
+                sparse_prompt_embeddings=sparse.to(self.dtype),
+                dense_prompt_embeddings=dense.to(self.dtype),
+                multimask_output=multimask,
+            )
+        return self._prediction(low_res[0], iou[0], embedding)
+
+    def decode_batch(
+        self,
+        embeddings: Sequence[Embedding],
+        points: Sequence[np.ndarray],
+        labels: Sequence[np.ndarray],
+        mask_inputs: Sequence[Any | None] | None = None,
+        multimask: bool = False,
+    ) -> list[Prediction]:
+        """Decode one prompt set per embedding with batched mask-decoder calls.
+
+        Item ``i`` gives the same result as ``decode(embeddings[i], points[i], labels[i],
+        mask_inputs[i], multimask)`` (up to float rounding). Items with the same number of points
+        share one prompt-encoder and one mask-decoder call, so a batch whose items all have ``N``
+        points costs a single decoder call. Items are not padded to a common ``N`` with
+        "not a point" tokens: those tokens take part in SAM's attention and change the masks.
+
+        The stock ``MaskDecoder.predict_masks`` broadcasts one image embedding to all prompts; here
+        each prompt's image embedding is passed through ``dense_prompt_embeddings`` (which the
+        decoder adds to the broadcast image embedding) with a zero image embedding.
+
+        Args:
+            embeddings: ``B`` embeddings from :meth:`encode`.
+            points: ``B`` arrays of ``(N_i, 2)`` ``(x, y)`` points in original-image pixels.
+            labels: ``B`` arrays of ``(N_i,)`` labels, 1 foreground / 0 background.
+            mask_inputs: ``None`` or ``B`` entries, each ``None`` or ``(1, *low_res_shape)`` logits.
+            multimask: Return 3 proposals per item instead of 1.
+
+        Returns:
+            ``B`` predictions, in order.
+
+        Raises:
+            ValueError: If the sequences are empty or of different lengths, or an item is invalid.
+        """
+        n = len(embeddings)
+        masks_in = [None] * n if mask_inputs is None else list(mask_inputs)
+        if n == 0 or len(points) != n or len(labels) != n or len(masks_in) != n:
+            raise ValueError(
+                f"Expected non-empty embeddings, points, labels (and mask_inputs) of one length, got "
+                f"{n}, {len(points)}, {len(labels)}, {len(masks_in)}"
+            )
+        features = [self._features(e) for e in embeddings]
+        prompts = [self._prepare_points(e, p, lab) for e, p, lab in zip(embeddings, points, labels)]
+        masks = [None if m is None else self._logits_tensor(m, "mask_inputs[i]") for m in masks_in]
+        groups: dict[int, list[int]] = {}
+        for i, (coords, _) in enumerate(prompts):
+            groups.setdefault(int(coords.shape[0]), []).append(i)
+
+        results: dict[int, Prediction] = {}
+        with torch.inference_mode():
+            dense = self._dense_embeddings(masks)
+            zero = torch.zeros_like(features[0])
+            for idx in groups.values():
+                coords = torch.stack([prompts[i][0] for i in idx])
+                point_labels = torch.stack([prompts[i][1] for i in idx])
+                sparse, _ = self.model.prompt_encoder(points=(coords, point_labels), boxes=None, masks=None)
+                per_prompt = torch.cat([features[i] for i in idx]) + dense[idx]
+                low_res, iou = self.model.mask_decoder(
+                    image_embeddings=zero,
+                    image_pe=self._dense_pe,
+                    sparse_prompt_embeddings=sparse.to(self.dtype),
+                    dense_prompt_embeddings=per_prompt,
+                    multimask_output=multimask,
+                )
+                for j, i in enumerate(idx):
+                    results[i] = self._prediction(low_res[j], iou[j], embeddings[i])
+        return [results[i] for i in range(n)]
+
+    # ------------------------------------------------------------------ observation
+
+    def observe(
+        self,
+        embedding: Embedding,
+        low_res_logits: Any | None,
+        grid_hw: tuple[int, int] | None,
+        mask_hw: tuple[int, int],
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Build the AlignSAM state (embedding times previous-mask probability) on the device.
+
+        Only the image part of the padded frame is used: the valid embedding region is the top-left
+        ``ceil(input_size * h / img_size)`` cells, the valid logits region the top-left
+        ``ceil(input_size * low_h / img_size)`` values.
+
+        Args:
+            embedding: From :meth:`encode`.
+            low_res_logits: ``(1, *low_res_shape)`` logits (tensor or numpy), or ``None`` for "no
+                mask yet" (probability 1 everywhere: the state is the plain embedding).
+            grid_hw: ``(rows, cols)``: the valid region is average-pooled so that cell ``(r, c)``
+                covers image patch ``(r, c)`` of a ``rows x cols`` grid over the image. ``None``:
+                the full ``(C, h, w)`` padded-frame map, times the probability resized to the valid
+                region and 0 over the padding (times 1 everywhere when ``low_res_logits`` is None).
+            mask_hw: ``(rows, cols)`` of the returned probability map over the image.
+
+        Returns:
+            ``state``: float32 ``(C, rows, cols)`` (or ``(C, h, w)``); ``mask``: float32 ``mask_hw``
+            probabilities in ``[0, 1]``, row 0 at the top of the image.
+        """
+        features = self._features(embedding).float()
+        mask_rows, mask_cols = _check_hw(mask_hw, "mask_hw")
+        grid = None if grid_hw is None else _check_hw(grid_hw, "grid_hw")
+        input_h, input_w = (int(v) for v in embedding.extras["input_size"])
+        _, emb_h, emb_w = self.embedding_shape
+        low_h, low_w = self.low_res_shape
+        valid_h = min(emb_h, math.ceil(input_h * emb_h / self.img_size))
+        valid_w = min(emb_w, math.ceil(input_w * emb_w / self.img_size))
+        with torch.inference_mode():
+            if low_res_logits is None:
+                prob_emb = None
+                mask = torch.ones((mask_rows, mask_cols), dtype=torch.float32)
+            else:
+                logits = self._logits_tensor(low_res_logits, "low_res_logits")
+                valid_low_h = min(low_h, math.ceil(input_h * low_h / self.img_size))
+                valid_low_w = min(low_w, math.ceil(input_w * low_w / self.img_size))
+                prob = torch.sigmoid(logits[:, :, :valid_low_h, :valid_low_w])
+                mask = _resize(prob, (mask_rows, mask_cols))[0, 0]
+                prob_emb = _resize(prob, (valid_h, valid_w))
+            if grid is not None:
+                valid = features[:, :, :valid_h, :valid_w]
+                if prob_emb is not None:
+                    valid = valid * prob_emb
+                state = F.adaptive_avg_pool2d(valid, grid)
+            elif prob_emb is None:
+                state = features
+            else:
+                frame = torch.zeros((1, 1, emb_h, emb_w), dtype=torch.float32, device=self.device)
+                frame[:, :, :valid_h, :valid_w] = prob_emb
+                state = features * frame
+            return (
+                state[0].to("cpu", torch.float32).numpy().copy(),
+                mask.to("cpu", torch.float32).numpy().copy(),
+            )
+
+    # ------------------------------------------------------------------ cache
+
+    def embedding_to_arrays(self, embedding: Embedding) -> dict[str, np.ndarray]:
+        """Convert an embedding to host arrays: ``features`` as float32 ``(1, C, h, w)`` (exact for
+        fp32/bf16/fp16 features), ``image_size`` and ``extra_input_size``."""
+        features = self._features(embedding)
+        out = {
+            "features": features.detach().to("cpu", torch.float32).numpy().copy(),
+            "image_size": np.asarray(embedding.image_size, dtype=np.int64),
+        }
+        out.update({f"extra_{k}": np.asarray(v) for k, v in embedding.extras.items()})
+        return out
+
+    def embedding_from_arrays(self, arrays: Mapping[str, np.ndarray]) -> Embedding:
+        """Inverse of :meth:`embedding_to_arrays`: the features go back to the device and dtype."""
+        features = np.asarray(arrays["features"])
+        if features.shape != (1, *self.embedding_shape):
+            raise ValueError(
+                f"Expected cached features of shape {(1, *self.embedding_shape)} for {self.model_id}, "
+                f"got {features.shape}"
+            )
+        extras = {k[len("extra_") :]: np.asarray(v) for k, v in arrays.items() if k.startswith("extra_")}
+        h, w = (int(v) for v in arrays["image_size"])
+        tensor = torch.from_numpy(np.ascontiguousarray(features)).to(self.device, self.dtype)
+        return Embedding(features=tensor, image_size=(h, w), extras=extras)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _features(self, embedding: Embedding) -> torch.Tensor:
+        features = embedding.features
+        if (
+            not isinstance(features, torch.Tensor)
+            or tuple(features.shape) != (1, *self.embedding_shape)
+            or "input_size" not in embedding.extras
+        ):
+            got = tuple(features.shape) if hasattr(features, "shape") else type(features).__name__
+            raise ValueError(
+                f"Expected an Embedding from {self.name}.encode (features: tensor of shape "
+                f"{(1, *self.embedding_shape)}, extras['input_size']), got features {got}"
+            )
+        return features.to(self.device, self.dtype)
+
+    def _prepare_points(
+        self, embedding: Embedding, points: Any, labels: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Validate prompts and map ``(x, y)`` image pixels to padded-frame pixels: ``(N, 2)``, ``(N,)``."""
+        pts, lab = validate_prompts(points, labels, embedding.image_size)
+        coords = self.transform.apply_coords(pts, embedding.image_size)
+        return (
+            torch.as_tensor(coords, dtype=torch.float32, device=self.device),
+            torch.as_tensor(lab, dtype=torch.int64, device=self.device),
+        )
+
+    def _logits_tensor(self, logits: Any, what: str) -> torch.Tensor:
+        """``(1, low_h, low_w)`` logits (tensor or numpy) -> ``(1, 1, low_h, low_w)`` float32 on the device."""
+        t = logits if isinstance(logits, torch.Tensor) else torch.as_tensor(np.asarray(logits, dtype=np.float32))
+        if tuple(t.shape) != (1, *self.low_res_shape):
+            raise ValueError(
+                f"Expected {what} of shape {(1, *self.low_res_shape)} (Prediction.logits()), got {tuple(t.shape)}"
+            )
+        return t.to(self.device, torch.float32)[None]
+
+    def _dense_embeddings(self, masks: list[torch.Tensor | None]) -> torch.Tensor:
+        """Dense prompt embeddings ``(B, C, h, w)``: the encoded mask, or SAM's "no mask" embedding."""
+        prompt_encoder = self.model.prompt_encoder
+        _, emb_h, emb_w = self.embedding_shape
+        dense = prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(len(masks), -1, emb_h, emb_w)
+        dense = dense.to(self.dtype).clone()
+        given = [i for i, m in enumerate(masks) if m is not None]
+        if given:
+            _, encoded = prompt_encoder(points=None, boxes=None, masks=torch.cat([masks[i] for i in given]))
+            dense[given] = encoded.to(self.dtype)
+        return dense
+
+    def _prediction(self, low_res: torch.Tensor, iou: torch.Tensor, embedding: Embedding) -> Prediction:
+        """Wrap ``(K, low_h, low_w)`` logits and ``(K,)`` IoUs; full masks are upsampled on demand."""
+        logits = low_res.float()
+        input_size = tuple(int(v) for v in embedding.extras["input_size"])
+        image_size = embedding.image_size
+
+        def full_mask(k: int) -> np.ndarray:
+            with torch.inference_mode():
+                up = self.model.postprocess_masks(logits[k : k + 1][None], input_size, image_size)
+                return (up[0, 0] > self.model.mask_threshold).cpu().numpy()
+
+        return Prediction(scores=iou.float().cpu().numpy(), low_res_logits=logits, full_mask=full_mask)

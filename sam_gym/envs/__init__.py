@@ -1,0 +1,7 @@
+"""Environments of sam_gym (imported lazily by Gymnasium through string entry points)."""
+
+from __future__ import annotations
+
+from sam_gym.envs.prompt_env import EpisodeView, SamPromptEnv
+
+__all__ = ["EpisodeView", "SamPromptEnv"]

@@ -1,0 +1,552 @@
+"""``SamPrompt-v0``: learning where to click with a promptable segmenter (AlignSAM, CVPR 2024)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from sam_gym.backends import PromptableSegmenter, make_backend
+from sam_gym.backends.base import Embedding, Prediction
+from sam_gym.cache import EmbeddingCache
+from sam_gym.data import Sample, SegmentationDataset, check_sample, make_dataset
+from sam_gym.grid import PatchGrid
+from sam_gym.metrics import iou
+
+__all__ = ["EpisodeView", "SamPromptEnv"]
+
+logger = logging.getLogger("sam_gym")
+
+ActionMode = Literal["patch", "patch_label", "point"]
+#: Maximum number of prompts placed at reset (``"gt_pair"`` and the recalibration module use 2).
+MAX_INIT_PROMPTS = 2
+#: Reward of a click on a cell (or, in point mode, a pixel) that was already clicked.
+REPEAT_PENALTY = -1.0
+#: IoU that counts as success at episode end when no ``target_iou`` is given (NoC@85's threshold).
+DEFAULT_SUCCESS_IOU = 0.85
+_announced_backends: set[str] = set()
+
+
+@dataclass(frozen=True)
+class EpisodeView:
+    """Everything about the current episode, for hooks and privileged policies.
+
+    Returned by :meth:`SamPromptEnv.episode_view`, the one documented way for code outside the env
+    (label and init-prompt hooks, baseline policies, evaluation) to see more than the observation.
+    ``sample.target`` and ``sample.void`` are ground truth: a policy that reads them is an *oracle*
+    and must say so (``oracle = True``), and results tables mark it.
+
+    Attributes:
+        sample: The image, ground truth (``target``, ``void``) and ids of the episode.
+        embedding: The backend's embedding of the image.
+        backend: The backend (for policies that decode proposals themselves).
+        grid: The patch grid (the action -> point mapping).
+        points: ``(N, 2)`` float32 ``(x, y)`` prompts so far in image pixels (initial prompts first).
+        labels: ``(N,)`` int64 labels of ``points``, 1 foreground / 0 background.
+        n_init: Number of initial prompts at the start of ``points``.
+        n_clicks: Agent clicks so far (repeats included).
+        max_clicks: The click budget.
+        prediction: The last decoder output (``None`` before any prompt).
+        mask_logits: The chosen proposal's ``(1, h, w)`` low-res logits (``None`` before any prompt).
+        mask: The current ``(H, W)`` bool mask (all ``False`` before any prompt).
+        iou: IoU of ``mask`` with the target, void excluded.
+        np_random: The env's random generator (hooks must draw from it, for reproducibility).
+    """
+
+    sample: Sample
+    embedding: Embedding
+    backend: PromptableSegmenter
+    grid: PatchGrid
+    points: np.ndarray
+    labels: np.ndarray
+    n_init: int
+    n_clicks: int
+    max_clicks: int
+    prediction: Prediction | None
+    mask_logits: Any
+    mask: np.ndarray
+    iou: float
+    np_random: np.random.Generator
+
+
+#: ``label_mode`` callable: ``(view, (x, y)) -> 0 | 1``.
+LabelFn = Callable[[EpisodeView, tuple[float, float]], int]
+#: ``init_prompts`` callable: ``view -> [(x, y, label), ...]`` (at most ``MAX_INIT_PROMPTS``).
+InitFn = Callable[[EpisodeView], Sequence[tuple[float, float, int]]]
+
+
+class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
+    """Click on an image so that a promptable segmenter (SAM) segments the target object.
+
+    ## Description
+
+    The Gymnasium version of AlignSAM (Huang et al., "AlignSAM: Aligning Segment Anything Model to
+    Open Context via Reinforcement Learning", CVPR 2024). Each episode is one image and one target
+    object. The image is split into a ``rows x cols`` grid of patches; an action picks a patch centre
+    as a point prompt, the segmenter decodes all prompts so far (its previous low-resolution logits
+    fed back as mask input) and the agent is rewarded for clicking on the object. Image embeddings
+    are computed once per image and cached in memory and, with ``cache_dir``, on disk.
+
+    The default backend is ``"classical"``, a weight-free seed-based segmenter, so that the env runs
+    offline with meaningful masks. **It is not SAM**, and every report says which backend produced
+    it (``info["backend"]``, ``env.unwrapped.backend.description``). Real SAM: ``backend="sam_vit_h"``
+    (or ``sam_vit_l``, ``sam_vit_b``, ``mobilesam_vit_t``) with ``checkpoint="auto"`` or a path.
+
+    ## Action Space
+
+    ``action_mode="patch"`` (default, the paper's): ``Discrete(rows * cols)``. Action ``a`` is patch
+    ``(row, col) = (a // cols, a % cols)``, clicked at its centre
+    ``(x, y) = ((col + 0.5) * W / cols, (row + 0.5) * H / rows)`` in image pixels (x right, y down);
+    the ground-truth pixel read is ``[floor(y), floor(x)]`` (:class:`~sam_gym.grid.PatchGrid` owns
+    this mapping). The click's label comes from ``label_mode``.
+
+    ``action_mode="patch_label"``: ``MultiDiscrete([rows * cols, 2])``, patch and label (1 positive).
+
+    ``action_mode="point"``: ``Box(0, 1, (3,), float32)``: ``(u, v, l)`` with ``(x, y) = (u W, v H)``
+    and label ``1`` if ``l >= 0.5`` else ``0``, for policies that click at exact pixels.
+
+    ## Observation Space
+
+    A flat ``Dict`` (SB3's ``MultiInputPolicy`` and checkers accept it without warnings):
+
+    | Key | Space | Meaning |
+    |-----|-------|---------|
+    | ``state`` | ``Box(-inf, inf, (C * gh * gw,), float32)`` | image embedding times the previous mask probability (paper eq. 4), average-pooled to ``gh x gw`` cells aligned with the patches, flattened channel-major from ``(C, gh, gw)`` |
+    | ``mask`` | ``Box(0, 255, (1, m, m), uint8)`` | previous mask probability x 255 over the image frame |
+    | ``clicks`` | ``Box((K * 3,), float32)`` | prompts so far as rows ``(x / W, y / H, label)``, label 1/0, padding rows ``(0, 0, -1)``; ``K = max_clicks + 2`` |
+    | ``clicked`` | ``Box(0, 1, (rows * cols,), float32)`` | 1 for patches the agent already clicked |
+
+    ``C x 64 x 64`` is the backend's ``embedding_shape`` (SAM: 256 x 64 x 64). ``state_pool="grid"``
+    (default) pools to the action grid: 100 KB per step for SAM on a 10 x 10 grid, so a PPO buffer of
+    2048 x 8 steps takes about 1.7 GB. ``state_pool="full"`` keeps the paper's full map (4 MiB per
+    step for SAM); an integer ``n`` pools to ``n x n``. ``env.unwrapped.state_shape`` gives
+    ``(C, gh, gw)`` for un-flattening.
+
+    ## Rewards
+
+    ``reward="alignsam"`` (default): +1 when the ground truth at the clicked pixel is foreground, -1
+    when it is background, 0 when it is void. ``reward="iou_gain"``: IoU after the click minus IoU
+    before it. In both, a click on a patch the agent already clicked (in point mode: the same pixel)
+    gets -1 and is not sent to the segmenter; :meth:`action_masks` marks those patches invalid
+    (sb3-contrib's ``MaskablePPO`` convention).
+
+    ## Starting State
+
+    A sample is drawn with ``np_random`` (or chosen with ``reset(options={"index": i})``). With
+    ``init_prompts="gt_pair"`` (default, AlignSAM training), one random foreground and one random
+    background ground-truth pixel are given as prompts and decoded; with ``"none"`` no prompt is
+    given and the previous mask is taken as all ones (the state is the plain embedding); a callable
+    ``f(view) -> [(x, y, label), ...]`` (at most 2) places its own (AlignSAM's recalibration module
+    at evaluation).
+
+    ## Episode End
+
+    * Termination: with ``target_iou`` set, when the IoU reaches it.
+    * Truncation: after ``max_clicks`` agent clicks (default 15, the paper's T). The env owns the
+      click budget; it is registered without a ``TimeLimit``.
+
+    ``info["is_success"]`` is set at episode end: IoU >= ``target_iou`` (0.85 when not set).
+
+    ## Info
+
+    At reset: ``image_id``, ``instance_id``, ``class_id``, ``image_size`` ``(H, W)``, ``backend``,
+    ``iou``. At each step: ``iou`` (full resolution, void excluded), ``point`` ``(x, y)``, ``label``,
+    ``n_clicks``, ``repeat``, ``on_target`` (ground truth at the point), ``backend``.
+
+    ## Arguments
+
+    | Parameter | Type | Default | Description |
+    |-----------|------|---------|-------------|
+    | ``dataset`` | str, Path or dataset | ``"synthetic-shapes"`` | see :func:`sam_gym.data.make_dataset` |
+    | ``backend`` | str or backend | ``"classical"`` | see :func:`sam_gym.backends.make_backend` |
+    | ``checkpoint`` | str, Path or None | ``None`` | SAM weights: a path, ``"auto"`` or ``"random"`` (SAM default ``"auto"``) |
+    | ``grid`` | (int, int) | ``(10, 10)`` | patch rows and columns |
+    | ``max_clicks`` | int | 15 | click budget |
+    | ``reward`` | str | ``"alignsam"`` | ``"alignsam"`` or ``"iou_gain"`` |
+    | ``label_mode`` | str or callable | ``"oracle"`` | label of location-only clicks: ``"oracle"`` (ground truth at the point), ``"positive"``, or ``f(view, (x, y)) -> 0/1`` |
+    | ``init_prompts`` | str or callable | ``"gt_pair"`` | ``"gt_pair"``, ``"none"`` or a callable |
+    | ``target_iou`` | float or None | ``None`` | terminate when the IoU reaches it |
+    | ``cache_dir`` | str, Path or None | ``None`` | on-disk embedding cache folder |
+    | ``render_mode`` | str or None | ``None`` | ``"rgb_array"`` |
+    | ``action_mode`` | str | ``"patch"`` | ``"patch"``, ``"patch_label"`` or ``"point"`` |
+    | ``state_pool`` | ``"grid"``, ``"full"`` or int | ``"grid"`` | pooling of the state |
+    | ``mask_obs_size`` | int | 64 | side of the ``mask`` observation |
+    | ``multimask`` | ``"auto"``, bool | ``"auto"`` | 3 proposals (best score kept) when ``"auto"`` and there is a single prompt |
+    | ``backend_kwargs`` | dict or None | ``None`` | extra backend arguments (``device``, ``half``) |
+    | ``dataset_kwargs`` | dict or None | ``None`` | extra dataset arguments |
+    | ``cache`` | EmbeddingCache or None | ``None`` | a cache to share between envs (overrides ``cache_dir``) |
+
+    ## Deviations from the paper
+
+    * Images are not resized to 800 x 800: the grid is laid over the original image, so patches are
+      ``H / rows x W / cols`` pixels (the paper's 80 x 80 patches on 800 x 800 is the 10 x 10 case).
+    * The state is pooled to the grid by default (``state_pool="full"`` is the paper's).
+    * The paper's agent is not penalised for repeated clicks; here repeats get -1 and are maskable,
+      so that the +/-1 reward cannot be farmed by clicking one foreground patch 15 times.
+    * The paper's reward is +/-1; void pixels (absent from its datasets) give 0 here.
+
+    ## Example
+
+    >>> import gymnasium as gym
+    >>> import sam_gym
+    >>> env = gym.make("SamPrompt-v0")
+    >>> obs, info = env.reset(seed=0)
+    >>> sorted(obs)
+    ['clicked', 'clicks', 'mask', 'state']
+    >>> obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+    >>> reward in (-1.0, 0.0, 1.0)
+    True
+
+    ## Version History
+
+    * v0: Initial version.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 2}
+
+    def __init__(
+        self,
+        dataset: str | Path | SegmentationDataset = "synthetic-shapes",
+        backend: str | PromptableSegmenter = "classical",
+        checkpoint: str | Path | None = None,
+        grid: tuple[int, int] = (10, 10),
+        max_clicks: int = 15,
+        reward: Literal["alignsam", "iou_gain"] = "alignsam",
+        label_mode: Literal["oracle", "positive"] | LabelFn = "oracle",
+        init_prompts: Literal["gt_pair", "none"] | InitFn = "gt_pair",
+        target_iou: float | None = None,
+        cache_dir: str | Path | None = None,
+        render_mode: str | None = None,
+        action_mode: ActionMode = "patch",
+        state_pool: Literal["grid", "full"] | int = "grid",
+        mask_obs_size: int = 64,
+        multimask: Literal["auto"] | bool = "auto",
+        backend_kwargs: dict[str, Any] | None = None,
+        dataset_kwargs: dict[str, Any] | None = None,
+        cache: EmbeddingCache | None = None,
+    ) -> None:
+        self._check_arguments(grid, max_clicks, reward, label_mode, init_prompts, target_iou, render_mode,
+                              action_mode, state_pool, mask_obs_size, multimask)
+        self.dataset = make_dataset(dataset, **(dataset_kwargs or {}))
+        if len(self.dataset) == 0:
+            raise ValueError(f"Expected a non-empty dataset, got {self.dataset!r} with no sample")
+        backend_kwargs = dict(backend_kwargs or {})
+        if checkpoint is not None:
+            backend_kwargs["checkpoint"] = checkpoint
+        if cache is not None:
+            if backend_kwargs or (not isinstance(backend, str) and backend is not cache.backend):
+                raise ValueError("Expected either cache= (which carries its backend) or backend arguments, got both")
+            self.backend = cache.backend
+        else:
+            self.backend = make_backend(backend, **backend_kwargs)
+        self.cache = cache if cache is not None else EmbeddingCache(self.backend, cache_dir=cache_dir)
+        if self.backend.name not in _announced_backends:
+            _announced_backends.add(self.backend.name)
+            level = logging.INFO if self.backend.is_sam else logging.WARNING
+            logger.log(level, "SamPrompt env backend: %s", self.backend.description)
+
+        self.rows, self.cols = int(grid[0]), int(grid[1])
+        self.n_cells = self.rows * self.cols
+        self.max_clicks = int(max_clicks)
+        self.reward_mode = reward
+        self.label_mode = label_mode
+        self.init_prompts = init_prompts
+        self.target_iou = target_iou
+        self.render_mode = render_mode
+        self.action_mode: ActionMode = action_mode
+        self.multimask = multimask
+        self.mask_obs_size = int(mask_obs_size)
+        c, eh, ew = self.backend.embedding_shape
+        if state_pool == "grid":
+            self._pool_hw: tuple[int, int] | None = (self.rows, self.cols)
+        elif state_pool == "full":
+            self._pool_hw = None
+        else:
+            self._pool_hw = (int(state_pool), int(state_pool))
+        self.state_shape: tuple[int, int, int] = (c, *(self._pool_hw or (eh, ew)))
+        self.max_prompts = self.max_clicks + MAX_INIT_PROMPTS
+
+        if action_mode == "patch":
+            self.action_space: spaces.Space = spaces.Discrete(self.n_cells)
+        elif action_mode == "patch_label":
+            self.action_space = spaces.MultiDiscrete([self.n_cells, 2])
+        else:
+            self.action_space = spaces.Box(0.0, 1.0, shape=(3,), dtype=np.float32)
+        click_low = np.tile(np.array([0.0, 0.0, -1.0], dtype=np.float32), self.max_prompts)
+        self.observation_space = spaces.Dict(
+            {
+                "state": spaces.Box(-np.inf, np.inf, shape=(int(np.prod(self.state_shape)),), dtype=np.float32),
+                "mask": spaces.Box(0, 255, shape=(1, self.mask_obs_size, self.mask_obs_size), dtype=np.uint8),
+                "clicks": spaces.Box(click_low, np.ones_like(click_low), dtype=np.float32),
+                "clicked": spaces.Box(0.0, 1.0, shape=(self.n_cells,), dtype=np.float32),
+            }
+        )
+        self._sample: Sample | None = None
+
+    # ------------------------------------------------------------------ validation
+    @staticmethod
+    def _check_arguments(grid: Any, max_clicks: Any, reward: Any, label_mode: Any, init_prompts: Any,
+                         target_iou: Any, render_mode: Any, action_mode: Any, state_pool: Any,
+                         mask_obs_size: Any, multimask: Any) -> None:
+        if (not isinstance(grid, (tuple, list)) or len(grid) != 2
+                or not all(isinstance(g, (int, np.integer)) and g >= 1 for g in grid)):
+            raise ValueError(f"Expected grid to be (rows, cols) of positive integers, got {grid!r}")
+        if not isinstance(max_clicks, (int, np.integer)) or max_clicks < 1:
+            raise ValueError(f"Expected max_clicks to be a positive integer, got {max_clicks!r}")
+        if reward not in ("alignsam", "iou_gain"):
+            raise ValueError(f"Expected reward to be 'alignsam' or 'iou_gain', got {reward!r}")
+        if not (callable(label_mode) or label_mode in ("oracle", "positive")):
+            raise ValueError(f"Expected label_mode to be 'oracle', 'positive' or a callable, got {label_mode!r}")
+        if not (callable(init_prompts) or init_prompts in ("gt_pair", "none")):
+            raise ValueError(f"Expected init_prompts to be 'gt_pair', 'none' or a callable, got {init_prompts!r}")
+        if target_iou is not None and not (isinstance(target_iou, (int, float)) and 0.0 < target_iou <= 1.0):
+            raise ValueError(f"Expected target_iou to be None or a number in (0, 1], got {target_iou!r}")
+        if render_mode is not None and render_mode not in SamPromptEnv.metadata["render_modes"]:
+            raise ValueError(f"Expected render_mode to be None or one of "
+                             f"{SamPromptEnv.metadata['render_modes']}, got {render_mode!r}")
+        if action_mode not in ("patch", "patch_label", "point"):
+            raise ValueError(f"Expected action_mode to be 'patch', 'patch_label' or 'point', got {action_mode!r}")
+        if not (state_pool in ("grid", "full") or (isinstance(state_pool, (int, np.integer)) and state_pool >= 1)):
+            raise ValueError(f"Expected state_pool to be 'grid', 'full' or a positive integer, got {state_pool!r}")
+        if not isinstance(mask_obs_size, (int, np.integer)) or not 8 <= mask_obs_size <= 256:
+            raise ValueError(f"Expected mask_obs_size to be an integer in [8, 256], got {mask_obs_size!r}")
+        if multimask not in ("auto", True, False):
+            raise ValueError(f"Expected multimask to be 'auto', True or False, got {multimask!r}")
+
+    # ------------------------------------------------------------------ gym API
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Start an episode on a random sample, or on ``options["index"]``.
+
+        Args:
+            seed: Seeds ``np_random`` (sample choice, initial prompts); pass it once, after creation.
+            options: ``{"index": i}`` selects sample ``i`` of the dataset.
+        """
+        super().reset(seed=seed)
+        options = options or {}
+        unknown = set(options) - {"index"}
+        if unknown:
+            raise ValueError(f"Expected reset options among {{'index'}}, got {sorted(unknown)}")
+        if "index" in options:
+            index = options["index"]
+            if not isinstance(index, (int, np.integer)) or not 0 <= index < len(self.dataset):
+                raise ValueError(f"Expected options['index'] to be an integer in [0, {len(self.dataset)}), got {index!r}")
+        else:
+            index = int(self.np_random.integers(len(self.dataset)))
+        sample = check_sample(self.dataset[int(index)], where=f"{self.dataset.name}[{index}]")
+        height, width = sample.target.shape
+        self._sample = sample
+        self._index = int(index)
+        self._grid = PatchGrid(self.rows, self.cols, height, width)
+        self._embedding = self.cache.get(sample.image)
+        self._points: list[tuple[float, float]] = []
+        self._labels: list[int] = []
+        self._clicked_cells = np.zeros(self.n_cells, dtype=bool)
+        self._clicked_pixels: set[tuple[int, int]] = set()
+        self._n_clicks = 0
+        self._n_init = 0
+        self._prediction: Prediction | None = None
+        self._logits: Any = None
+        self._mask = np.zeros((height, width), dtype=bool)
+        self._iou = 0.0
+
+        for x, y, label in self._initial_prompts():
+            self._points.append((x, y))
+            self._labels.append(label)
+        self._n_init = len(self._points)
+        if self._points:
+            self._decode()
+        info = {
+            "image_id": sample.image_id,
+            "instance_id": sample.instance_id,
+            "class_id": sample.class_id,
+            "index": self._index,
+            "image_size": (height, width),
+            "backend": self.backend.name,
+            "iou": self._iou,
+        }
+        return self._observation(), info
+
+    def step(self, action: Any) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+        """Click once: decode the prompts so far and reward the click (see the class docstring)."""
+        if self._sample is None:
+            raise RuntimeError("Call reset() before step()")
+        if self._n_clicks >= self.max_clicks:
+            raise RuntimeError(f"The episode ended after {self.max_clicks} clicks; call reset() before step()")
+        x, y, cell, label = self._parse_action(action)
+        pixel = self._grid.pixel(x, y)
+        if label is None:
+            label = self._label_for(x, y, pixel)
+        if self.action_mode == "point":
+            repeat = pixel in self._clicked_pixels
+        else:
+            repeat = bool(self._clicked_cells[cell])
+        self._n_clicks += 1
+        previous_iou = self._iou
+        if not repeat:
+            self._clicked_cells[cell] = True
+            self._clicked_pixels.add(pixel)
+            self._points.append((x, y))
+            self._labels.append(int(label))
+            self._decode()
+        on_target = bool(self._sample.target[pixel])
+        if repeat:
+            reward = REPEAT_PENALTY
+        elif self.reward_mode == "alignsam":
+            reward = 0.0 if self._sample.void[pixel] else (1.0 if on_target else -1.0)
+        else:
+            reward = float(self._iou - previous_iou)
+        terminated = self.target_iou is not None and self._iou >= self.target_iou
+        truncated = not terminated and self._n_clicks >= self.max_clicks
+        info: dict[str, Any] = {
+            "iou": self._iou,
+            "point": (x, y),
+            "label": int(label),
+            "n_clicks": self._n_clicks,
+            "repeat": repeat,
+            "on_target": on_target,
+            "backend": self.backend.name,
+        }
+        if terminated or truncated:
+            info["is_success"] = self._iou >= (self.target_iou or DEFAULT_SUCCESS_IOU)
+        return self._observation(), float(reward), bool(terminated), bool(truncated), info
+
+    def action_masks(self) -> np.ndarray:
+        """Valid actions, ``True`` = allowed (sb3-contrib ``MaskablePPO`` convention).
+
+        Returns:
+            ``(rows * cols,)`` bool for ``"patch"``; ``(rows * cols + 2,)`` for ``"patch_label"``
+            (the two label entries always valid).
+
+        Raises:
+            ValueError: In ``"point"`` mode, which has no discrete actions to mask.
+        """
+        if self.action_mode == "point":
+            raise ValueError("Expected a discrete action_mode for action_masks(), got 'point' (continuous)")
+        valid = ~self._clicked_cells if self._sample is not None else np.ones(self.n_cells, dtype=bool)
+        if self.action_mode == "patch_label":
+            return np.concatenate([valid, np.ones(2, dtype=bool)])
+        return valid.copy()
+
+    def episode_view(self) -> EpisodeView:
+        """Return the current episode's full state (see :class:`EpisodeView`; ground truth included)."""
+        if self._sample is None:
+            raise RuntimeError("Call reset() before episode_view()")
+        return EpisodeView(
+            sample=self._sample,
+            embedding=self._embedding,
+            backend=self.backend,
+            grid=self._grid,
+            points=np.asarray(self._points, dtype=np.float32).reshape(-1, 2),
+            labels=np.asarray(self._labels, dtype=np.int64),
+            n_init=self._n_init,
+            n_clicks=self._n_clicks,
+            max_clicks=self.max_clicks,
+            prediction=self._prediction,
+            mask_logits=self._logits,
+            mask=self._mask,
+            iou=self._iou,
+            np_random=self.np_random,
+        )
+
+    def render(self) -> np.ndarray | None:
+        """Return the image with the mask overlaid (blue) and the clicks (green +, red -) in ``rgb_array`` mode."""
+        if self.render_mode is None:
+            gym.logger.warn("render() called without a render_mode; pass render_mode='rgb_array' at creation")
+            return None
+        if self._sample is None:
+            raise RuntimeError("Call reset() before render()")
+        from sam_gym.render import draw_episode
+
+        return draw_episode(self._sample.image, self._mask, np.asarray(self._points).reshape(-1, 2),
+                            np.asarray(self._labels), n_init=self._n_init)
+
+    # ------------------------------------------------------------------ internals
+    def _parse_action(self, action: Any) -> tuple[float, float, int, int | None]:
+        """Map an action to ``(x, y, cell, label or None)`` through the patch grid."""
+        if not self.action_space.contains(np.asarray(action, dtype=self.action_space.dtype)
+                                          if self.action_mode != "patch" else action):
+            raise ValueError(f"Expected an action in {self.action_space}, got {action!r}")
+        if self.action_mode == "patch":
+            cell = int(action)
+            x, y = self._grid.cell_to_point(cell)
+            return x, y, cell, None
+        if self.action_mode == "patch_label":
+            cell, label = (int(v) for v in np.asarray(action))
+            x, y = self._grid.cell_to_point(cell)
+            return x, y, cell, label
+        u, v, lab = (float(t) for t in np.asarray(action, dtype=np.float32))
+        x, y = self._grid.normalized_to_point(u, v)
+        return x, y, self._grid.point_to_cell(x, y), int(lab >= 0.5)
+
+    def _label_for(self, x: float, y: float, pixel: tuple[int, int]) -> int:
+        if self.label_mode == "oracle":
+            return int(self._sample.target[pixel])  # type: ignore[union-attr]
+        if self.label_mode == "positive":
+            return 1
+        label = self.label_mode(self.episode_view(), (x, y))  # type: ignore[operator]
+        if label not in (0, 1):
+            raise ValueError(f"Expected the label_mode callable to return 0 or 1, got {label!r}")
+        return int(label)
+
+    def _initial_prompts(self) -> list[tuple[float, float, int]]:
+        sample = self._sample
+        assert sample is not None  # set by reset() just before
+        if self.init_prompts == "none":
+            return []
+        if self.init_prompts == "gt_pair":
+            prompts = []
+            for label, region in ((1, sample.target), (0, ~sample.target & ~sample.void)):
+                rows, cols = np.nonzero(region)
+                k = int(self.np_random.integers(rows.size))
+                prompts.append((cols[k] + 0.5, rows[k] + 0.5, label))
+            return prompts
+        prompts = [tuple(p) for p in self.init_prompts(self.episode_view())]  # type: ignore[operator]
+        height, width = sample.target.shape
+        if len(prompts) > MAX_INIT_PROMPTS or any(
+            len(p) != 3 or p[2] not in (0, 1) or not (0 <= p[0] <= width and 0 <= p[1] <= height) for p in prompts
+        ):
+            raise ValueError(f"Expected the init_prompts callable to return at most {MAX_INIT_PROMPTS} "
+                             f"(x, y, label) prompts inside the {width}x{height} image, label 0/1, got {prompts!r}")
+        return [(float(x), float(y), int(lab)) for x, y, lab in prompts]
+
+    def _decode(self) -> None:
+        points = np.asarray(self._points, dtype=np.float32)
+        labels = np.asarray(self._labels, dtype=np.int64)
+        multimask = len(points) == 1 if self.multimask == "auto" else bool(self.multimask)
+        prediction = self.backend.decode(self._embedding, points, labels, mask_input=self._logits, multimask=multimask)
+        best = prediction.best
+        self._prediction = prediction
+        self._logits = prediction.logits(best)
+        self._mask = prediction.mask(best)
+        sample = self._sample
+        assert sample is not None  # decode is only called inside an episode
+        self._iou = iou(self._mask, sample.target, sample.void)
+
+    def _observation(self) -> dict[str, np.ndarray]:
+        state, mask = self.backend.observe(self._embedding, self._logits, self._pool_hw,
+                                           (self.mask_obs_size, self.mask_obs_size))
+        clicks = np.tile(np.array([0.0, 0.0, -1.0], dtype=np.float32), (self.max_prompts, 1))
+        if self._points:
+            height, width = self._mask.shape
+            pts = np.asarray(self._points, dtype=np.float32)
+            clicks[: len(pts), 0] = np.clip(pts[:, 0] / width, 0.0, 1.0)
+            clicks[: len(pts), 1] = np.clip(pts[:, 1] / height, 0.0, 1.0)
+            clicks[: len(pts), 2] = self._labels
+        return {
+            "state": np.ascontiguousarray(state, dtype=np.float32).reshape(-1),
+            "mask": np.round(np.clip(mask, 0.0, 1.0) * 255).astype(np.uint8)[None],
+            "clicks": clicks.reshape(-1),
+            "clicked": self._clicked_cells.astype(np.float32),
+        }
+
+    def __repr__(self) -> str:
+        return (f"SamPromptEnv(dataset={self.dataset.name!r}, backend={self.backend.description!r}, "
+                f"grid=({self.rows}, {self.cols}), max_clicks={self.max_clicks})")

@@ -1,0 +1,139 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from sam_gym.data import FolderDataset, SyntheticShapes, make_dataset
+from sam_gym.data.subset import Subset, split
+
+
+def _write(folder, name, array, mode=None):
+    folder.mkdir(parents=True, exist_ok=True)
+    img = Image.fromarray(array, mode) if mode else Image.fromarray(array)
+    img.save(folder / name)
+
+
+def _pair(root, stem, h=40, w=50, mask_values=None, ext=".png"):
+    image = np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8)
+    _write(root / "images", stem + ext, image)
+    mask = np.zeros((h, w), np.uint8) if mask_values is None else mask_values
+    if mask_values is None:
+        mask[10:20, 10:30] = 255
+    _write(root / "masks", stem + ".png", mask)
+
+
+def test_synthetic_is_seeded_and_valid():
+    a, b = SyntheticShapes(n=5, seed=3), SyntheticShapes(n=5, seed=3)
+    for i in range(5):
+        sa, sb = a[i], b[i]
+        assert np.array_equal(sa.image, sb.image) and np.array_equal(sa.target, sb.target)
+        assert sa.image.dtype == np.uint8 and sa.target.dtype == bool and sa.target.any() and not sa.target.all()
+    assert not np.array_equal(SyntheticShapes(n=1, seed=4)[0].image, a[0].image)
+    with pytest.raises(IndexError):
+        a[5]
+
+
+def test_folder_binary_with_void_and_jpg(tmp_path):
+    mask = np.zeros((40, 50), np.uint8)
+    mask[10:20, 10:30] = 255
+    mask[9, 10:30] = 128
+    _pair(tmp_path, "a", mask_values=mask, ext=".jpg")
+    ds = FolderDataset(tmp_path, void_values=(128,))
+    s = ds[0]
+    assert s.image_id == "a" and s.target.sum() == 200 and s.void.sum() == 20
+    assert not (s.void & s.target).any()
+
+
+def test_folder_instances_palette(tmp_path):
+    idx = np.zeros((40, 50), np.uint8)
+    idx[0:10, 0:10] = 1
+    idx[20:30, 20:30] = 2
+    idx[35:, :] = 255
+    img = Image.fromarray(idx, "P")
+    img.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0] + [0] * (3 * 253))
+    (tmp_path / "masks").mkdir()
+    img.save(tmp_path / "masks" / "x.png")
+    _write(tmp_path / "images", "x.png", np.zeros((40, 50, 3), np.uint8))
+    ds = FolderDataset(tmp_path, mode="instances", void_values=(255,))
+    assert len(ds) == 2
+    assert [ds[i].instance_id for i in range(2)] == [1, 2]
+    assert ds[1].key == "x#2" and ds[1].target.sum() == 100 and ds[1].void.sum() == 250
+
+
+def test_folder_errors_are_clear(tmp_path):
+    with pytest.raises(ValueError, match="is not a directory"):
+        FolderDataset(tmp_path / "nope")
+    (tmp_path / "images").mkdir()
+    with pytest.raises(ValueError, match="masks .*missing"):
+        FolderDataset(tmp_path)
+    _pair(tmp_path, "ok")
+    _write(tmp_path / "images", "lonely.png", np.zeros((40, 50, 3), np.uint8))
+    with pytest.raises(ValueError, match="no mask for lonely.png"):
+        FolderDataset(tmp_path)
+    with pytest.warns(UserWarning, match="skipped 1"):
+        ds = FolderDataset(tmp_path, on_error="skip")
+    assert len(ds) == 1
+
+
+def test_folder_size_mismatch_empty_and_unreadable(tmp_path):
+    _pair(tmp_path, "ok")
+    _write(tmp_path / "images", "big.png", np.zeros((60, 50, 3), np.uint8))
+    _write(tmp_path / "masks", "big.png", np.zeros((40, 50), np.uint8))
+    with pytest.raises(ValueError, match="size mismatch: big.png"):
+        FolderDataset(tmp_path)
+    (tmp_path / "images" / "big.png").unlink()
+    (tmp_path / "masks" / "big.png").unlink()
+    _write(tmp_path / "images", "empty.png", np.zeros((40, 50, 3), np.uint8))
+    _write(tmp_path / "masks", "empty.png", np.zeros((40, 50), np.uint8))
+    with pytest.raises(ValueError, match="empty.png has no foreground"):
+        FolderDataset(tmp_path)
+    (tmp_path / "masks" / "empty.png").write_bytes(b"")
+    with pytest.raises(ValueError, match="empty file"):
+        FolderDataset(tmp_path)
+    (tmp_path / "masks" / "empty.png").write_bytes(b"not a png")
+    with pytest.raises(ValueError, match="Could not read"):
+        FolderDataset(tmp_path)
+
+
+def test_make_dataset_errors():
+    with pytest.raises(ValueError, match="synthetic-shapes"):
+        make_dataset("no-such-dataset")
+    with pytest.raises(ValueError, match="image_dir"):
+        make_dataset("ann.json")
+
+
+def test_subset_and_split():
+    ds = SyntheticShapes(n=6)
+    train, test = split(ds, 4)
+    assert len(train) == 4 and len(test) == 2
+    assert np.array_equal(test[0].image, ds[4].image)
+    with pytest.raises(ValueError, match="indices in"):
+        Subset(ds, [7])
+
+
+@pytest.mark.shared_data
+def test_shared_presets(shared_data):
+    grab = make_dataset(shared_data / "GrabCut")
+    assert len(grab) == 50
+    assert sum(grab[i].void.any() for i in range(10)) > 0  # the 128 band is void
+    voc = make_dataset(shared_data / "VOC-instances")
+    s = voc[0]
+    assert s.instance_id is not None and s.class_id is not None and 1 <= s.class_id <= 20
+    kvasir = make_dataset(shared_data / "Kvasir-SEG")  # lossy JPEG masks, thresholded
+    assert 0.01 < kvasir[0].target.mean() < 0.9
+
+
+def test_coco_dataset(tmp_path):
+    pytest.importorskip("pycocotools")
+    import json
+
+    _write(tmp_path / "img", "a.png", np.zeros((30, 40, 3), np.uint8))
+    ann = {"images": [{"id": 1, "file_name": "a.png", "height": 30, "width": 40}],
+           "annotations": [{"id": 7, "image_id": 1, "category_id": 3, "iscrowd": 0, "area": 100.0,
+                            "bbox": [5, 5, 10, 10], "segmentation": [[5, 5, 15, 5, 15, 15, 5, 15]]}],
+           "categories": [{"id": 3, "name": "car"}]}
+    (tmp_path / "ann.json").write_text(json.dumps(ann))
+    ds = make_dataset(tmp_path / "ann.json", image_dir=tmp_path / "img")
+    s = ds[0]
+    assert len(ds) == 1 and s.class_id == 3 and s.instance_id == 7 and 80 <= s.target.sum() <= 130
+    with pytest.raises(ValueError, match="missing from"):
+        make_dataset(tmp_path / "ann.json", image_dir=tmp_path)

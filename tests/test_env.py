@@ -1,0 +1,281 @@
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import sam_gym  # noqa: F401  (registers the envs)
+from sam_gym.data import SyntheticShapes, make_dataset
+from sam_gym.envs import SamPromptEnv
+
+SMALL = dict(dataset="synthetic-shapes", dataset_kwargs=dict(n=6))
+
+
+def make(**kwargs):
+    return SamPromptEnv(**(SMALL | kwargs))
+
+
+def test_gym_make_defaults_offline():
+    env = gym.make("SamPrompt-v0")
+    assert env.unwrapped.backend.name == "classical"
+    assert "not SAM" in env.unwrapped.backend.description
+    assert env.action_space == gym.spaces.Discrete(100)
+    obs, info = env.reset(seed=0)
+    assert env.observation_space.contains(obs)
+    assert info["backend"] == "classical" and info["image_size"] == (128, 160)
+    env2 = gym.make("envs_registry:SamPrompt-v0")
+    assert type(env2.unwrapped) is SamPromptEnv
+
+
+@pytest.mark.parametrize("env_id", ["SamPrompt-v0", "SamPromptLabel-v0", "SamPromptPoint-v0", "SamPromptIoU-v0"])
+def test_gymnasium_env_checker_without_warnings(env_id):
+    from gymnasium.utils.env_checker import check_env
+
+    env = gym.make(env_id, dataset_kwargs=dict(n=4)).unwrapped
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_env(env, skip_render_check=True)
+
+
+@pytest.mark.parametrize("env_id", ["SamPrompt-v0", "SamPromptLabel-v0", "SamPromptIoU-v0"])
+def test_sb3_env_checker_without_warnings(env_id):
+    from stable_baselines3.common.env_checker import check_env
+
+    env = gym.make(env_id, dataset_kwargs=dict(n=4)).unwrapped
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_env(env)
+
+
+def test_render_rgb_array():
+    env = make(render_mode="rgb_array")
+    env.reset(seed=1)
+    env.step(0)
+    frame = env.render()
+    assert frame.dtype == np.uint8 and frame.shape == (128, 160, 3)
+    assert not np.array_equal(frame, env.episode_view().sample.image)  # mask and clicks drawn
+
+
+def _check_mapping_and_reward(env, n_actions):
+    for a in range(n_actions):
+        _, info0 = env.reset(options={"index": 0})
+        sample = env.episode_view().sample
+        h, w = sample.target.shape
+        row, col = a // env.cols, a % env.cols
+        x, y = (col + 0.5) * w / env.cols, (row + 0.5) * h / env.rows
+        _, reward, _, _, info = env.step(a)
+        assert info["point"] == pytest.approx((x, y))
+        gt_row, gt_col = int(np.floor(y)), int(np.floor(x))
+        expected = 0.0 if sample.void[gt_row, gt_col] else (1.0 if sample.target[gt_row, gt_col] else -1.0)
+        assert reward == expected, f"action {a}: point {(x, y)}"
+        assert info["on_target"] == bool(sample.target[gt_row, gt_col])
+
+
+def test_action_to_pixel_and_reward_on_synthetic():
+    env = make(init_prompts="none", grid=(7, 9))
+    _check_mapping_and_reward(env, 63)
+
+
+@pytest.mark.shared_data
+def test_action_to_pixel_and_reward_on_grabcut(grabcut):
+    ds = make_dataset(grabcut)
+    # pick an image with a void band so that 0 rewards are exercised if a centre falls on it
+    env = SamPromptEnv(dataset=ds, init_prompts="none", grid=(10, 10))
+    _check_mapping_and_reward(env, 100)
+
+
+def test_oracle_label_and_positive_label():
+    env = make(init_prompts="none", label_mode="oracle")
+    env.reset(seed=0, options={"index": 1})
+    target = env.episode_view().sample.target
+    for a in (0, 55):
+        _, _, _, _, info = env.step(a)
+        row, col = env.episode_view().grid.pixel(*info["point"])
+        assert info["label"] == int(target[row, col])
+    env = make(init_prompts="none", label_mode="positive")
+    env.reset(seed=0)
+    assert env.step(0)[4]["label"] == 1
+
+
+def test_repeat_click_penalised_masked_and_not_decoded():
+    env = make(init_prompts="none")
+    env.reset(seed=0)
+    env.step(42)
+    assert not env.action_masks()[42] and env.action_masks().sum() == 99
+    n_points = len(env.episode_view().points)
+    _, reward, _, _, info = env.step(42)
+    assert reward == -1.0 and info["repeat"] and len(env.episode_view().points) == n_points
+    assert info["n_clicks"] == 2
+
+
+def test_truncation_owns_the_budget_and_success_flag():
+    env = make(max_clicks=3)
+    env.reset(seed=0)
+    for i in range(3):
+        _, _, terminated, truncated, info = env.step(i)
+    assert truncated and not terminated and "is_success" in info
+    with pytest.raises(RuntimeError, match="call reset"):
+        env.step(5)
+
+
+def test_target_iou_terminates():
+    env = make(target_iou=0.05, init_prompts="none", label_mode="oracle")
+    env.reset(seed=0, options={"index": 0})
+    target = env.episode_view().sample.target
+    grid = env.episode_view().grid
+    on = next(a for a in range(100) if target[grid.pixel(*grid.cell_to_point(a))])
+    _, _, terminated, truncated, info = env.step(on)
+    assert terminated and not truncated and info["is_success"] and info["iou"] >= 0.05
+
+
+def test_iou_gain_reward_sums_to_final_iou():
+    env = make(reward="iou_gain", init_prompts="none", max_clicks=5)
+    env.reset(seed=3)
+    total = sum(env.step(a)[1] for a in (10, 44, 45, 46, 90))
+    assert total == pytest.approx(env.episode_view().iou)
+
+
+def test_gt_pair_init_prompts_are_on_ground_truth():
+    env = make()
+    for seed in range(5):
+        env.reset(seed=seed)
+        view = env.episode_view()
+        assert view.n_init == 2 and list(view.labels) == [1, 0]
+        (fx, fy), (bx, by) = view.points
+        assert view.sample.target[int(fy), int(fx)] and not view.sample.target[int(by), int(bx)]
+        assert view.iou > 0
+
+
+def test_callable_hooks():
+    calls = []
+
+    def init(view):
+        return [(5.0, 5.0, 0)]
+
+    def label(view, point):
+        calls.append(point)
+        return 1
+
+    env = make(init_prompts=init, label_mode=label)
+    obs, _ = env.reset(seed=0)
+    assert obs["clicks"][:3].tolist() == pytest.approx([5 / 160, 5 / 128, 0.0])
+    env.step(3)
+    assert len(calls) == 1 and env.episode_view().labels.tolist() == [0, 1]
+    bad = make(init_prompts=lambda view: [(1e6, 0, 1)])
+    with pytest.raises(ValueError, match="init_prompts callable"):
+        bad.reset(seed=0)
+    bad = make(label_mode=lambda view, p: 7)
+    bad.reset(seed=0)
+    with pytest.raises(ValueError, match="return 0 or 1"):
+        bad.step(0)
+
+
+def test_point_and_patch_label_modes():
+    env = make(action_mode="point", init_prompts="none")
+    env.reset(seed=0)
+    _, _, _, _, info = env.step(np.array([0.5, 0.25, 0.9], np.float32))
+    assert info["point"] == (80.0, 32.0) and info["label"] == 1
+    _, reward, _, _, info = env.step(np.array([0.5, 0.25, 0.9], np.float32))
+    assert info["repeat"] and reward == -1.0
+    with pytest.raises(ValueError, match="continuous"):
+        env.action_masks()
+    env = make(action_mode="patch_label", init_prompts="none")
+    env.reset(seed=0)
+    _, _, _, _, info = env.step(np.array([12, 0]))
+    assert info["label"] == 0 and env.action_masks().shape == (102,)
+
+
+def test_seed_determinism_rollout():
+    def rollout(seed):
+        env = make()
+        obs, info = env.reset(seed=seed)
+        out = [(info["image_id"], obs["state"].copy())]
+        for a in (3, 50, 77, 3):
+            obs, r, *_ , info = env.step(a)
+            out.append((r, info["iou"], obs["state"].copy(), obs["mask"].copy()))
+        return out
+
+    a, b = rollout(7), rollout(7)
+    for i, (x, y) in enumerate(zip(a, b)):
+        for u, v in zip(x, y):
+            assert np.array_equal(u, v), f"[{i}] {u} != {v}"
+    assert rollout(8)[0][0] != a[0][0] or not np.array_equal(rollout(8)[0][1], a[0][1])
+
+
+def test_second_reset_on_same_image_does_not_encode():
+    env = make()
+    env.reset(seed=0, options={"index": 2})
+    calls = env.cache.stats.encoder_calls
+    env.reset(options={"index": 2})
+    assert env.cache.stats.encoder_calls == calls and env.cache.stats.memory_hits >= 1
+
+
+def test_observation_shapes_and_state_pooling():
+    env = make()
+    obs, _ = env.reset(seed=0)
+    c = env.backend.embedding_shape[0]
+    assert env.state_shape == (c, 10, 10) and obs["state"].shape == (c * 100,)
+    assert obs["mask"].shape == (1, 64, 64) and obs["clicks"].shape == ((15 + 2) * 3,)
+    full = make(state_pool="full")
+    assert full.state_shape == env.backend.embedding_shape
+    # state is the embedding times the previous mask: with no prompt it is the plain pooled embedding
+    none = make(init_prompts="none")
+    obs0, _ = none.reset(seed=0)
+    plain, _ = none.backend.observe(none.episode_view().embedding, None, (10, 10), (64, 64))
+    assert np.allclose(obs0["state"], plain.reshape(-1))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (dict(grid=(0, 3)), "grid"),
+        (dict(max_clicks=0), "max_clicks"),
+        (dict(reward="dice"), "reward"),
+        (dict(label_mode="guess"), "label_mode"),
+        (dict(init_prompts="centre"), "init_prompts"),
+        (dict(target_iou=1.5), "target_iou"),
+        (dict(render_mode="human"), "render_mode"),
+        (dict(action_mode="box"), "action_mode"),
+        (dict(state_pool="max"), "state_pool"),
+        (dict(backend="sam_vit_x"), "backend"),
+        (dict(dataset="/no/such/folder"), "no such directory"),
+    ],
+)
+def test_bad_arguments_fail_at_construction(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        make(**kwargs)
+
+
+def test_bad_actions_and_options():
+    env = make()
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step(0)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="Expected an action in Discrete"):
+        env.step(100)
+    with pytest.raises(ValueError, match="options"):
+        env.reset(options={"image": 1})
+    with pytest.raises(ValueError, match=r"index.*\[0, 6\)"):
+        env.reset(options={"index": 6})
+
+
+def test_dataset_object_and_backend_instance_are_shared():
+    ds = SyntheticShapes(n=3)
+    env1 = SamPromptEnv(dataset=ds)
+    env2 = SamPromptEnv(dataset=ds, cache=env1.cache)
+    assert env2.backend is env1.backend and env2.cache is env1.cache
+
+
+@pytest.mark.slow
+def test_sb3_ppo_and_maskable_ppo_smoke(tmp_path):
+    from sb3_contrib import MaskablePPO
+    from stable_baselines3 import PPO
+
+    env = make(max_clicks=5)
+    model = PPO("MultiInputPolicy", env, n_steps=64, batch_size=32, n_epochs=1, seed=0, device="cpu")
+    model.learn(192)
+    masked = MaskablePPO("MultiInputPolicy", env, n_steps=64, batch_size=32, n_epochs=1, seed=0, device="cpu")
+    masked.learn(128)
+    obs, _ = env.reset(seed=0)
+    action, _ = masked.predict(obs, action_masks=env.action_masks(), deterministic=True)
+    assert env.action_masks()[int(action)]
