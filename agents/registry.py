@@ -1,4 +1,4 @@
-"""Policies by name: ``make_policy("clicker")``, ``make_policy("alignsam:runs/demo")``, ``make_policy("pkg.mod:MyPolicy")``.
+"""Policies by name: ``make_policy("clicker")``, ``make_policy("alignsam:runs/demo")``, ``make_policy("pkg.m:Cls")``.
 
 A spec is ``NAME`` or ``NAME:ARG``. Registered names map to string entry points (imported only when
 used); anything else of the form ``module.path:Attribute`` is imported as a user policy (a class or

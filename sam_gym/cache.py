@@ -101,7 +101,9 @@ class EmbeddingCache:
             try:
                 self.directory.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise ValueError(f"Expected cache_dir to be a writable folder, could not create {self.directory}: {exc}") from exc
+                raise ValueError(
+                    f"Expected cache_dir to be a writable folder, could not create {self.directory}: {exc}"
+                ) from exc
 
     def __len__(self) -> int:
         return len(self._memory)

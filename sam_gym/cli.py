@@ -41,7 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``sam-gym`` command line and return its exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    level = logging.DEBUG if args.verbose else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(args._run(args) or 0)
     except (ValueError, FileNotFoundError, ImportError, RuntimeError) as exc:

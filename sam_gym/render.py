@@ -42,7 +42,7 @@ def draw_episode(
     edges = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)) > 0
     out[edges] = (255, 255, 255)
     radius = max(3, round(min(image.shape[:2]) / 80))
-    for i, ((x, y), label) in enumerate(zip(np.asarray(points), np.asarray(labels))):
+    for i, ((x, y), label) in enumerate(zip(np.asarray(points), np.asarray(labels), strict=True)):
         colour = POSITIVE_RGB if label == 1 else NEGATIVE_RGB
         centre = (int(x), int(y))
         thickness = 2 if i < n_init else -1

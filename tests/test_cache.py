@@ -92,3 +92,22 @@ def test_bad_arguments(backend):
         EmbeddingCache(backend, max_items=0)
     with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
         EmbeddingCache(backend).get(np.zeros((10, 10), np.uint8))
+
+
+def test_cache_command_precomputes_then_hits(tmp_path, capsys):
+    from sam_gym.cli import main
+
+    args = ["cache", "--dataset", "synthetic-shapes", "--limit", "3", "--cache-dir", str(tmp_path)]
+    assert main(args) == 0
+    assert "3 encoded" in capsys.readouterr().out
+    assert len(list(tmp_path.rglob("*.npz"))) == 3
+    assert main(args) == 0
+    assert "0 encoded, 3 already cached" in capsys.readouterr().out
+
+
+def test_cache_command_bad_dataset_is_one_line_error(tmp_path, capsys):
+    from sam_gym.cli import main
+
+    assert main(["cache", "--dataset", str(tmp_path / "missing"), "--cache-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("sam-gym cache: error:") and "\n" not in err

@@ -196,8 +196,8 @@ def test_seed_determinism_rollout():
         return out
 
     a, b = rollout(7), rollout(7)
-    for i, (x, y) in enumerate(zip(a, b)):
-        for u, v in zip(x, y):
+    for i, (x, y) in enumerate(zip(a, b, strict=True)):
+        for u, v in zip(x, y, strict=True):
             assert np.array_equal(u, v), f"[{i}] {u} != {v}"
     assert rollout(8)[0][0] != a[0][0] or not np.array_equal(rollout(8)[0][1], a[0][1])
 

@@ -167,9 +167,10 @@ def test_observe_grid_cells_cover_image_patches(tiny: SamBackend, wide: tuple[np
     # Previous mask = top half of the image: the mask map is 1 at the top and 0 at the bottom.
     logits = torch.full((1, 64, 64), -20.0)
     logits[:, :13, :] = 20.0
-    state, mask = tiny.observe(emb, logits, (2, 1), (10, 4))
+    state, mask = tiny.observe(emb, logits, (7, 16), (10, 4))
     assert np.all(mask[:4] > 0.99) and np.all(mask[-4:] < 0.01)
-    assert np.abs(state[:, 0, 0]).sum() > 10 * np.abs(state[:, 1, 0]).sum()
+    np.testing.assert_allclose(state[:, :2], features[:, :2, :16], rtol=1e-2, atol=1e-6)
+    np.testing.assert_allclose(state[:, 5:], 0.0, atol=1e-3 * np.abs(features).max())
 
 
 def test_observe_excludes_padded_region(tiny: SamBackend, wide: tuple[np.ndarray, Embedding]) -> None:
@@ -191,7 +192,9 @@ def test_observe_excludes_padded_region(tiny: SamBackend, wide: tuple[np.ndarray
     assert np.all(full[:, 7:, :] == 0.0)
 
 
-def test_embedding_round_trip_decodes_identically(tiny: SamBackend, wide: tuple[np.ndarray, Embedding]) -> None:
+def test_embedding_round_trip_decodes_identically(
+    tiny: SamBackend, wide: tuple[np.ndarray, Embedding]
+) -> None:
     _, emb = wide
     arrays = tiny.embedding_to_arrays(emb)
     assert arrays["features"].dtype == np.float32 and arrays["features"].shape == (1, 256, 16, 16)
@@ -216,7 +219,11 @@ def test_model_id_tracks_weights(tiny: SamBackend) -> None:
 
 def test_decode_batch_matches_decode(tiny: SamBackend, wide: tuple[np.ndarray, Embedding]) -> None:
     embs = [wide[1], tiny.encode(make_image(64, 64, seed=2)), tiny.encode(make_image(90, 30, seed=3))]
-    points = [np.array([[5.0, 5.0], [60.0, 30.0]]), np.array([[10.0, 50.0], [3.0, 3.0]]), np.array([[15.0, 80.0]])]
+    points = [
+        np.array([[5.0, 5.0], [60.0, 30.0]]),
+        np.array([[10.0, 50.0], [3.0, 3.0]]),
+        np.array([[15.0, 80.0]]),
+    ]
     labels = [np.array([1, 0]), np.array([1, 1]), np.array([1])]
     first = tiny.decode(embs[1], points[1], labels[1])
     mask_inputs = [None, first.logits(), None]
@@ -240,6 +247,9 @@ def test_constructor_errors() -> None:
         SamBackend(model=tiny_sam(), checkpoint="random")
     with pytest.raises(ValueError, match="no-such.pth"):
         SamBackend(model_type="vit_b", checkpoint="/nonexistent/no-such.pth")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="torch.cuda.is_available"):
+            SamBackend(model=tiny_sam(), device="cuda")
 
 
 @pytest.mark.slow

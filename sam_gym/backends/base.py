@@ -234,5 +234,7 @@ def validate_prompts(
     if not np.isfinite(pts).all() or (pts[:, 0] < 0).any() or (pts[:, 0] > w).any() or (pts[:, 1] < 0).any() or (
         pts[:, 1] > h
     ).any():
-        raise ValueError(f"Expected (x, y) points inside the image, x in [0, {w}] and y in [0, {h}], got {pts.tolist()}")
+        raise ValueError(
+            f"Expected (x, y) points inside the image, x in [0, {w}] and y in [0, {h}], got {pts.tolist()}"
+        )
     return pts, lab.astype(np.int64)

@@ -333,7 +333,8 @@ class ClassicalBackend(PromptableSegmenter):
             mask = _sigmoid(_resize(logits, (int(mask_hw[0]), int(mask_hw[1]))))
         if grid_hw is not None:
             rows, cols = int(grid_hw[0]), int(grid_hw[1])
-            pooled = cv2.resize(np.ascontiguousarray(state.transpose(1, 2, 0)), (cols, rows), interpolation=cv2.INTER_AREA)
+            # cv2's area resize takes at most 4 channels: pool each channel separately.
+            pooled = np.stack([cv2.resize(ch, (cols, rows), interpolation=cv2.INTER_AREA) for ch in state], axis=-1)
             state = pooled.reshape(rows, cols, -1).transpose(2, 0, 1)
         return np.ascontiguousarray(state, dtype=np.float32), mask
 

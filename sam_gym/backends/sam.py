@@ -57,7 +57,8 @@ def _import(module: str, model_type: str) -> Any:
         return importlib.import_module(module)
     except ImportError as exc:
         raise ImportError(
-            f'The {model_type} backend needs the {dist} package (import name {package}): pip install "sam-gym[sam]"'
+            f"The {model_type} backend needs the {dist} package (import name {package}): "
+            f'pip install "sam-gym[sam]"'
         ) from exc
 
 
@@ -69,7 +70,9 @@ def _select_device(device: str | None) -> torch.device:
     except RuntimeError as exc:
         raise ValueError(f"Expected device to be None, 'cpu', 'cuda' or 'cuda:N', got {device!r}") from exc
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"Expected an available device, got {device!r} but torch.cuda.is_available() is False")
+        raise ValueError(
+            f"Expected an available device, got {device!r}, but torch.cuda.is_available() is False"
+        )
     return dev
 
 
@@ -86,11 +89,15 @@ def _state_dict_digest(model: torch.nn.Module) -> str:
 def _load_state_dict(model: torch.nn.Module, path: Path, model_type: str) -> None:
     state = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(state, Mapping):
-        raise ValueError(f"Expected {path} to hold a state dict (a mapping of tensors), got {type(state).__name__}")
+        raise ValueError(
+            f"Expected {path} to hold a state dict (a mapping of tensors), got {type(state).__name__}"
+        )
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        raise ValueError(f"Expected {path} to hold {model_type} weights, but they do not fit the model: {exc}") from exc
+        raise ValueError(
+            f"Expected {path} to hold {model_type} weights, but they do not fit the model: {exc}"
+        ) from exc
 
 
 def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -99,12 +106,13 @@ def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def _check_hw(value: Any, what: str) -> tuple[int, int]:
+    message = f"Expected {what} to be a pair (rows, cols) of positive ints, got {value!r}"
     try:
         h, w = (int(v) for v in value)
     except (TypeError, ValueError):
-        raise ValueError(f"Expected {what} to be a pair (rows, cols) of positive ints, got {value!r}") from None
+        raise ValueError(message) from None
     if h <= 0 or w <= 0:
-        raise ValueError(f"Expected {what} to be a pair (rows, cols) of positive ints, got {value!r}")
+        raise ValueError(message)
     return h, w
 
 
@@ -163,8 +171,8 @@ class SamBackend(PromptableSegmenter):
         self.device = _select_device(device)
         if half and self.device.type != "cuda":
             raise ValueError(
-                f"Expected half=True only on a CUDA device (bf16/fp16 inference), got device {str(self.device)!r}; "
-                f"use half=False on CPU"
+                f"Expected half=True only on a CUDA device (bf16/fp16 inference), "
+                f"got device {str(self.device)!r}; use half=False on CPU"
             )
         if half:
             self.dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -183,7 +191,7 @@ class SamBackend(PromptableSegmenter):
             if package not in ("segment_anything", "mobile_sam"):
                 package = _PACKAGES[model_type][0]
             self.weights_sha256 = _state_dict_digest(model)
-            source = f"{package}, injected {type(model).__name__}, parameter digest {self.weights_sha256[:12]}"
+            source = f"{package}, injected {type(model).__name__}, parameters {self.weights_sha256[:12]}"
         else:
             package = _PACKAGES[model_type][0]
             registry = _import(f"{package}.build_sam", model_type).sam_model_registry
@@ -202,6 +210,7 @@ class SamBackend(PromptableSegmenter):
             source += f", {_DTYPE_NAMES[self.dtype]}"
         self.description = f"{family} {model_type} ({source})"
 
+        # eval() after loading: MobileSAM's TinyViT caches its attention biases in a buffer at eval().
         model.eval().requires_grad_(False)
         model.to(self.device)
         if half:
@@ -321,8 +330,10 @@ class SamBackend(PromptableSegmenter):
                 f"{n}, {len(points)}, {len(labels)}, {len(masks_in)}"
             )
         features = [self._features(e) for e in embeddings]
-        prompts = [self._prepare_points(e, p, lab) for e, p, lab in zip(embeddings, points, labels)]
-        masks = [None if m is None else self._logits_tensor(m, "mask_inputs[i]") for m in masks_in]
+        prompts = [self._prepare_points(embeddings[i], points[i], labels[i]) for i in range(n)]
+        masks = [
+            None if m is None else self._logits_tensor(m, f"mask_inputs[{i}]") for i, m in enumerate(masks_in)
+        ]
         groups: dict[int, list[int]] = {}
         for i, (coords, _) in enumerate(prompts):
             groups.setdefault(int(coords.shape[0]), []).append(i)
@@ -414,8 +425,11 @@ class SamBackend(PromptableSegmenter):
     # ------------------------------------------------------------------ cache
 
     def embedding_to_arrays(self, embedding: Embedding) -> dict[str, np.ndarray]:
-        """Convert an embedding to host arrays: ``features`` as float32 ``(1, C, h, w)`` (exact for
-        fp32/bf16/fp16 features), ``image_size`` and ``extra_input_size``."""
+        """Convert an embedding to host arrays for the cache.
+
+        ``features`` is stored as float32 ``(1, C, h, w)`` (exact for fp32, bf16 and fp16 features),
+        with ``image_size`` and ``extra_input_size``.
+        """
         features = self._features(embedding)
         out = {
             "features": features.detach().to("cpu", torch.float32).numpy().copy(),
@@ -465,13 +479,15 @@ class SamBackend(PromptableSegmenter):
         )
 
     def _logits_tensor(self, logits: Any, what: str) -> torch.Tensor:
-        """``(1, low_h, low_w)`` logits (tensor or numpy) -> ``(1, 1, low_h, low_w)`` float32 on the device."""
-        t = logits if isinstance(logits, torch.Tensor) else torch.as_tensor(np.asarray(logits, dtype=np.float32))
-        if tuple(t.shape) != (1, *self.low_res_shape):
+        """``(1, low_h, low_w)`` logits (tensor or numpy) -> ``(1, 1, low_h, low_w)`` float32, on device."""
+        if not isinstance(logits, torch.Tensor):
+            logits = torch.as_tensor(np.asarray(logits, dtype=np.float32))
+        if tuple(logits.shape) != (1, *self.low_res_shape):
             raise ValueError(
-                f"Expected {what} of shape {(1, *self.low_res_shape)} (Prediction.logits()), got {tuple(t.shape)}"
+                f"Expected {what} of shape {(1, *self.low_res_shape)} (Prediction.logits()), "
+                f"got {tuple(logits.shape)}"
             )
-        return t.to(self.device, torch.float32)[None]
+        return logits.to(self.device, torch.float32)[None]
 
     def _dense_embeddings(self, masks: list[torch.Tensor | None]) -> torch.Tensor:
         """Dense prompt embeddings ``(B, C, h, w)``: the encoded mask, or SAM's "no mask" embedding."""

@@ -264,7 +264,7 @@ def resolve_checkpoint(model_type: str, checkpoint: str | PathLike[str]) -> Path
     path = Path(checkpoint).expanduser()
     if not path.is_file():
         raise ValueError(
-            f"Expected checkpoint to be 'auto', 'random' or an existing weights file, got {str(checkpoint)!r} "
-            f"(no such file)"
+            f"Expected checkpoint to be 'auto', 'random' or an existing weights file, "
+            f"got {str(checkpoint)!r} (no such file)"
         )
     return path

@@ -111,7 +111,7 @@ class FolderDataset:
         self.class_dir = self.root / str(cls_name) if cls_name else None
         for folder in (image_dir, mask_dir):
             if not folder.is_dir():
-                raise ValueError(f"Expected the folder {folder} (images and masks paired by file stem), but it is missing")
+                raise ValueError(f"Expected the folder {folder} (images, masks paired by file stem), but it is missing")
         self._entries, problems = self._index(image_dir, mask_dir)
         if problems:
             listing = "; ".join(problems[:5]) + (f"; ... ({len(problems)} in all)" if len(problems) > 5 else "")
@@ -166,7 +166,7 @@ class FolderDataset:
             fg = self._binary(raw, pil_mode) & ~void
             return [None] if fg.sum() >= self.min_pixels else []
         values, counts = np.unique(raw[~void], return_counts=True)
-        return [int(v) for v, c in zip(values, counts) if v != 0 and c >= self.min_pixels]
+        return [int(v) for v, c in zip(values, counts, strict=True) if v != 0 and c >= self.min_pixels]
 
     def __len__(self) -> int:
         return len(self._entries)

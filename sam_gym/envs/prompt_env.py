@@ -28,6 +28,8 @@ ActionMode = Literal["patch", "patch_label", "point"]
 MAX_INIT_PROMPTS = 2
 #: Reward of a click on a cell (or, in point mode, a pixel) that was already clicked.
 REPEAT_PENALTY = -1.0
+#: Bound of the ``state`` observation (values are clipped to it; SAM embeddings stay within +/-20).
+STATE_BOUND = 1e4
 #: IoU that counts as success at episode end when no ``target_iou`` is given (NoC@85's threshold).
 DEFAULT_SUCCESS_IOU = 0.85
 _announced_backends: set[str] = set()
@@ -117,12 +119,15 @@ class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
 
     | Key | Space | Meaning |
     |-----|-------|---------|
-    | ``state`` | ``Box(-inf, inf, (C * gh * gw,), float32)`` | image embedding times the previous mask probability (paper eq. 4), average-pooled to ``gh x gw`` cells aligned with the patches, flattened channel-major from ``(C, gh, gw)`` |
+    | ``state`` | ``Box(-1e4, 1e4, (C * gh * gw,))`` float32 | embedding x previous mask (eq. 4), see below |
     | ``mask`` | ``Box(0, 255, (1, m, m), uint8)`` | previous mask probability x 255 over the image frame |
-    | ``clicks`` | ``Box((K * 3,), float32)`` | prompts so far as rows ``(x / W, y / H, label)``, label 1/0, padding rows ``(0, 0, -1)``; ``K = max_clicks + 2`` |
+    | ``clicks`` | ``Box((K * 3,), float32)`` | prompts so far, rows ``(x / W, y / H, label)`` (see below) |
     | ``clicked`` | ``Box(0, 1, (rows * cols,), float32)`` | 1 for patches the agent already clicked |
 
-    ``C x 64 x 64`` is the backend's ``embedding_shape`` (SAM: 256 x 64 x 64). ``state_pool="grid"``
+    ``state`` is the image embedding times the previous mask probability (paper eq. 4),
+    average-pooled to ``gh x gw`` cells aligned with the patches and flattened channel-major from
+    ``(C, gh, gw)``. ``clicks`` holds ``K = max_clicks + 2`` rows, label 1/0, padding rows
+    ``(0, 0, -1)``. ``C x 64 x 64`` is the backend's ``embedding_shape`` (SAM: 256 x 64 x 64). ``state_pool="grid"``
     (default) pools to the action grid: 100 KB per step for SAM on a 10 x 10 grid, so a PPO buffer of
     2048 x 8 steps takes about 1.7 GB. ``state_pool="full"`` keeps the paper's full map (4 MiB per
     step for SAM); an integer ``n`` pools to ``n x n``. ``env.unwrapped.state_shape`` gives
@@ -165,11 +170,11 @@ class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
     |-----------|------|---------|-------------|
     | ``dataset`` | str, Path or dataset | ``"synthetic-shapes"`` | see :func:`sam_gym.data.make_dataset` |
     | ``backend`` | str or backend | ``"classical"`` | see :func:`sam_gym.backends.make_backend` |
-    | ``checkpoint`` | str, Path or None | ``None`` | SAM weights: a path, ``"auto"`` or ``"random"`` (SAM default ``"auto"``) |
+    | ``checkpoint`` | str, Path or None | ``None`` | SAM weights: path, ``"auto"`` (SAM default), ``"random"`` |
     | ``grid`` | (int, int) | ``(10, 10)`` | patch rows and columns |
     | ``max_clicks`` | int | 15 | click budget |
     | ``reward`` | str | ``"alignsam"`` | ``"alignsam"`` or ``"iou_gain"`` |
-    | ``label_mode`` | str or callable | ``"oracle"`` | label of location-only clicks: ``"oracle"`` (ground truth at the point), ``"positive"``, or ``f(view, (x, y)) -> 0/1`` |
+    | ``label_mode`` | str or callable | ``"oracle"`` | labels of location-only clicks (below) |
     | ``init_prompts`` | str or callable | ``"gt_pair"`` | ``"gt_pair"``, ``"none"`` or a callable |
     | ``target_iou`` | float or None | ``None`` | terminate when the IoU reaches it |
     | ``cache_dir`` | str, Path or None | ``None`` | on-disk embedding cache folder |
@@ -177,10 +182,13 @@ class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
     | ``action_mode`` | str | ``"patch"`` | ``"patch"``, ``"patch_label"`` or ``"point"`` |
     | ``state_pool`` | ``"grid"``, ``"full"`` or int | ``"grid"`` | pooling of the state |
     | ``mask_obs_size`` | int | 64 | side of the ``mask`` observation |
-    | ``multimask`` | ``"auto"``, bool | ``"auto"`` | 3 proposals (best score kept) when ``"auto"`` and there is a single prompt |
+    | ``multimask`` | ``"auto"``, bool | ``"auto"`` | 3 proposals, best kept; ``"auto"``: for a single prompt |
     | ``backend_kwargs`` | dict or None | ``None`` | extra backend arguments (``device``, ``half``) |
     | ``dataset_kwargs`` | dict or None | ``None`` | extra dataset arguments |
     | ``cache`` | EmbeddingCache or None | ``None`` | a cache to share between envs (overrides ``cache_dir``) |
+
+    ``label_mode``: ``"oracle"`` (ground truth at the point, as in AlignSAM training), ``"positive"``
+    (every click foreground), or ``f(view, (x, y)) -> 0 | 1`` (AlignSAM's recalibration module).
 
     ## Deviations from the paper
 
@@ -281,7 +289,7 @@ class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
         click_low = np.tile(np.array([0.0, 0.0, -1.0], dtype=np.float32), self.max_prompts)
         self.observation_space = spaces.Dict(
             {
-                "state": spaces.Box(-np.inf, np.inf, shape=(int(np.prod(self.state_shape)),), dtype=np.float32),
+                "state": spaces.Box(-STATE_BOUND, STATE_BOUND, shape=(int(np.prod(self.state_shape)),), dtype=np.float32),
                 "mask": spaces.Box(0, 255, shape=(1, self.mask_obs_size, self.mask_obs_size), dtype=np.uint8),
                 "clicks": spaces.Box(click_low, np.ones_like(click_low), dtype=np.float32),
                 "clicked": spaces.Box(0.0, 1.0, shape=(self.n_cells,), dtype=np.float32),
@@ -337,7 +345,8 @@ class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
         if "index" in options:
             index = options["index"]
             if not isinstance(index, (int, np.integer)) or not 0 <= index < len(self.dataset):
-                raise ValueError(f"Expected options['index'] to be an integer in [0, {len(self.dataset)}), got {index!r}")
+                n = len(self.dataset)
+                raise ValueError(f"Expected options['index'] to be an integer in [0, {n}), got {index!r}")
         else:
             index = int(self.np_random.integers(len(self.dataset)))
         sample = check_sample(self.dataset[int(index)], where=f"{self.dataset.name}[{index}]")
@@ -541,7 +550,7 @@ class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
             clicks[: len(pts), 1] = np.clip(pts[:, 1] / height, 0.0, 1.0)
             clicks[: len(pts), 2] = self._labels
         return {
-            "state": np.ascontiguousarray(state, dtype=np.float32).reshape(-1),
+            "state": np.clip(state, -STATE_BOUND, STATE_BOUND, dtype=np.float32).reshape(-1),
             "mask": np.round(np.clip(mask, 0.0, 1.0) * 255).astype(np.uint8)[None],
             "clicks": clicks.reshape(-1),
             "clicked": self._clicked_cells.astype(np.float32),
