@@ -19,6 +19,8 @@ from __future__ import annotations
 from gymnasium.envs.registration import register, registry
 
 ENTRY_POINT = "sam_gym.envs.prompt_env:SamPromptEnv"
+#: ``gym.make_vec(env_id, num_envs=n)``: one batched decoder call for all sub-envs per step.
+VECTOR_ENTRY_POINT = "sam_gym.envs.vector_env:SamPromptVectorEnv"
 
 VARIANTS: dict[str, dict[str, object]] = {
     "SamPrompt-v0": {},
@@ -32,7 +34,7 @@ def register_envs() -> None:
     """Register every sam_gym environment id (idempotent)."""
     for env_id, kwargs in VARIANTS.items():
         if env_id not in registry:
-            register(id=env_id, entry_point=ENTRY_POINT, kwargs=dict(kwargs))
+            register(id=env_id, entry_point=ENTRY_POINT, vector_entry_point=VECTOR_ENTRY_POINT, kwargs=dict(kwargs))
 
 
 register_envs()

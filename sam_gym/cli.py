@@ -18,6 +18,12 @@ __all__ = ["COMMANDS", "main"]
 #: command name -> module implementing it
 COMMANDS: dict[str, str] = {
     "cache": "sam_gym.commands.cache",
+    "bench": "sam_gym.commands.bench",
+    "eval": "sam_gym.commands.eval",
+    "demo": "sam_gym.commands.demo",
+    "train-aop": "sam_gym.commands.train_aop",
+    "train-sapnet": "sam_gym.commands.train_sapnet",
+    "train": "sam_gym.commands.train",
 }
 
 

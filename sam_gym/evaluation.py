@@ -4,19 +4,34 @@ The single code path that scores every policy, learned or heuristic: anything wi
 ``predict(observation, state, episode_start, deterministic)`` (an SB3 model, a
 :class:`agents.base.PromptPolicy`) runs through :func:`run_episodes` on the same episodes (dataset
 indices and seeds), and its :class:`EpisodeRecord` list is what metrics and reports are built from.
+:func:`compare_policies` runs several policies that way with one shared backend and cache, and
+measures each one's peak memory (:class:`PeakMemory`); :mod:`sam_gym.reporting` writes the results.
 """
 
 from __future__ import annotations
 
 import inspect
+import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import numpy as np
 
-__all__ = ["EpisodeRecord", "final_mask_metrics", "run_episode", "run_episodes"]
+__all__ = [
+    "EpisodeRecord",
+    "PeakMemory",
+    "PolicyRun",
+    "compare_policies",
+    "encode_images",
+    "final_mask_metrics",
+    "policy_protocol",
+    "run_episode",
+    "run_episodes",
+]
 
 
 @dataclass
@@ -174,3 +189,197 @@ def run_episodes(
             if progress is not None:
                 progress()
     return records
+
+
+class PeakMemory:
+    """Context manager measuring the peak resident memory of this process while its block runs.
+
+    On Linux the kernel's resident-set high-water mark (``VmHWM`` in ``/proc/self/status``) is
+    reset on entry by writing ``5`` to ``/proc/self/clear_refs`` and read on exit, so
+    :attr:`peak_mb` is the largest RSS reached *during the block* (the interpreter, backend,
+    cache and dataset included: compare policies by their difference). Where that reset is not
+    possible, the process-lifetime peak ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` is used
+    instead (an upper bound; :attr:`method` says which). When torch has CUDA initialised,
+    :attr:`gpu_peak_mb` is ``torch.cuda.max_memory_allocated()`` over the block (peak stats reset
+    on entry); otherwise ``None``. Nothing is sampled while the block runs, so timings taken inside
+    are not slowed down.
+
+    Attributes:
+        method: ``"VmHWM"`` or ``"ru_maxrss"``.
+        peak_mb: Peak RSS in MiB (set on exit).
+        gpu_peak_mb: Peak CUDA memory allocated by torch in MiB, or ``None``.
+    """
+
+    def __init__(self) -> None:
+        self.method = "ru_maxrss"
+        self.peak_mb = 0.0
+        self.gpu_peak_mb: float | None = None
+
+    @staticmethod
+    def _status_kb(field_name: str) -> float | None:
+        try:
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith(field_name + ":"):
+                    return float(line.split()[1])
+        except OSError:
+            return None
+        return None
+
+    @staticmethod
+    def _cuda() -> Any:
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+            return torch.cuda
+        return None
+
+    def __enter__(self) -> PeakMemory:
+        try:
+            Path("/proc/self/clear_refs").write_text("5")
+            self.method = "VmHWM" if self._status_kb("VmHWM") is not None else "ru_maxrss"
+        except OSError:
+            self.method = "ru_maxrss"
+        cuda = self._cuda()
+        if cuda is not None:
+            cuda.reset_peak_memory_stats()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        hwm = self._status_kb("VmHWM") if self.method == "VmHWM" else None
+        if hwm is not None:
+            self.peak_mb = hwm / 1024.0
+        else:
+            import resource  # Unix only; imported here so that the module imports everywhere
+
+            maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kB on Linux, bytes on macOS
+            self.peak_mb = maxrss / (1024.0 * 1024.0) if sys.platform == "darwin" else maxrss / 1024.0
+        cuda = self._cuda()
+        self.gpu_peak_mb = cuda.max_memory_allocated() / 2**20 if cuda is not None else None
+
+
+def _describe(value: Any) -> str:
+    """Name of an env option for reports: the string itself, or a callable's ``name`` / ``__name__``."""
+    if isinstance(value, str):
+        return value
+    name = getattr(value, "name", None) or getattr(value, "__name__", None)
+    owner = getattr(value, "__self__", None)  # a bound method: say whose (e.g. "Recalibrator.labeller")
+    if owner is not None:
+        return f"{type(owner).__name__}.{name}"
+    if isinstance(name, str):
+        return name
+    kind = type(value)  # a callable object: its module and class, e.g. "srm.Labeller"
+    return f"{kind.__module__.rsplit('.', 1)[-1]}.{kind.__name__.lstrip('_')}"
+
+
+def policy_protocol(policy: Any, env: Any) -> dict[str, Any]:
+    """How a policy's episodes were run, for reports.
+
+    Returns:
+        ``{"oracle", "labels", "init_prompts", "action_mode"}``. ``oracle`` is the policy's own
+        ``oracle`` flag (it reads ground truth). ``labels`` says where click labels come from:
+        the policy's ``labels`` attribute when it declares one; ``"policy"`` when the action
+        carries the label (``patch_label`` / ``point`` modes); else the env's ``label_mode``
+        (``"oracle"`` = read from the ground truth at the clicked pixel, ``"positive"``, or a
+        callable's name). ``init_prompts`` is the env's option (``"gt_pair"``: one random ground
+        truth foreground and one background pixel at reset; ``"none"``; or a callable's name).
+    """
+    unwrapped = env.unwrapped
+    labels = getattr(policy, "labels", None)
+    if not isinstance(labels, str):
+        labels = "policy" if unwrapped.action_mode != "patch" else _describe(unwrapped.label_mode)
+    return {
+        "oracle": bool(getattr(policy, "oracle", False)),
+        "labels": labels,
+        "init_prompts": _describe(unwrapped.init_prompts),
+        "action_mode": unwrapped.action_mode,
+    }
+
+
+@dataclass
+class PolicyRun:
+    """The episodes of one policy in a comparison, with how they were run.
+
+    Attributes:
+        name: The policy's name in reports (its spec).
+        records: One record per ``(seed, index)`` episode.
+        protocol: :func:`policy_protocol` of the policy and its env.
+        peak_mem_mb: :class:`PeakMemory` peak RSS (MiB) while its episodes ran.
+        peak_gpu_mem_mb: Peak CUDA memory (MiB) or ``None`` off GPU.
+        memory_method: :attr:`PeakMemory.method`.
+        description: The policy's ``description`` or class name.
+    """
+
+    name: str
+    records: list[EpisodeRecord]
+    protocol: dict[str, Any]
+    peak_mem_mb: float
+    peak_gpu_mem_mb: float | None
+    memory_method: str
+    description: str
+
+
+def encode_images(cache: Any, dataset: Any, indices: Iterable[int], progress: Callable[[], Any] | None = None) -> float:
+    """Encode the images of ``indices`` into ``cache`` up front, so that policies are timed on decoding only.
+
+    Returns:
+        Mean seconds per image that had to be encoded (0.0 when all were cached).
+    """
+    seconds, encoded = 0.0, 0
+    for index in indices:
+        image = dataset[int(index)].image
+        if not cache.contains(image):
+            start = time.perf_counter()
+            cache.get(image)
+            seconds += time.perf_counter() - start
+            encoded += 1
+        if progress is not None:
+            progress()
+    return seconds / encoded if encoded else 0.0
+
+
+def compare_policies(
+    policies: Mapping[str, Any], dataset: Any, cache: Any, *, max_clicks: int, grid: tuple[int, int] = (10, 10),
+    indices: Iterable[int], seeds: Iterable[int] = (0,), record_masks: int = 0, task_metrics: bool = False,
+    env_kwargs: Mapping[str, Any] | None = None, progress: Callable[[str], Callable[[], Any]] | None = None,
+) -> list[PolicyRun]:
+    """Run several policies on the same episodes with one shared backend (through ``cache``).
+
+    Each policy gets its own ``SamPromptEnv(dataset, cache=cache, max_clicks, grid, **env_kwargs,
+    **policy.env_kwargs)`` (``env_kwargs`` may be a class attribute or an instance property; a
+    policy without it gets ``{}``) and runs :func:`run_episodes` on every ``(seed, index)`` pair.
+
+    Args:
+        policies: Report name -> policy (SB3 ``predict`` signature).
+        dataset: The dataset every env is built on.
+        cache: The shared :class:`~sam_gym.cache.EmbeddingCache` (it carries the backend).
+        max_clicks: Click budget of every episode.
+        grid: Patch grid ``(rows, cols)``.
+        indices: Dataset indices (the same for every policy).
+        seeds: ``reset`` seeds.
+        record_masks: Keep per-click masks for this many first episodes of each policy.
+        task_metrics: Score each final mask with :func:`final_mask_metrics`.
+        env_kwargs: Extra env options shared by all policies (a policy's own ``env_kwargs`` win).
+        progress: Optional ``progress(name)`` returning the per-episode callback for that policy.
+    """
+    from sam_gym.envs import SamPromptEnv
+
+    indices, seeds = [int(i) for i in indices], [int(s) for s in seeds]
+    runs = []
+    for name, policy in policies.items():
+        kwargs = {**(env_kwargs or {}), **dict(getattr(policy, "env_kwargs", None) or {})}
+        env = SamPromptEnv(dataset=dataset, cache=cache, max_clicks=max_clicks, grid=tuple(grid), **kwargs)
+        try:
+            with PeakMemory() as memory:
+                records = run_episodes(policy, env, indices, seeds, progress=progress(name) if progress else None,
+                                       record_masks=record_masks, task_metrics=task_metrics)
+        finally:
+            # Policies that change the shared backend (test-time adaptation) restore it here, so that
+            # the policies scored after them see the original weights.
+            if hasattr(policy, "close"):
+                policy.close()
+        description = getattr(policy, "description", None) or type(policy).__name__
+        runs.append(PolicyRun(name=name, records=records, protocol=policy_protocol(policy, env),
+                              peak_mem_mb=memory.peak_mb, peak_gpu_mem_mb=memory.gpu_peak_mb,
+                              memory_method=memory.method, description=str(description)))
+        env.close()
+    return runs

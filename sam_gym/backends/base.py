@@ -6,7 +6,8 @@ need from a segmenter goes through :class:`PromptableSegmenter`:
 * ``encode(image)`` runs the (expensive) image encoder once per image and returns an
   :class:`Embedding`;
 * ``decode(embedding, points, labels, mask_input, multimask)`` runs the (cheap) prompt decoder
-  and returns a :class:`Prediction`;
+  and returns a :class:`Prediction`; ``decode_batch`` decodes one prompt set per image for a
+  vector env (by default a loop over ``decode``; SAM overrides it with one batched decoder call);
 * ``observe(embedding, low_res_logits, grid_hw, mask_hw)`` builds the AlignSAM state (image
   embedding times the previous mask, paper eq. 4) without leaving the backend's device.
 
@@ -22,7 +23,7 @@ Coordinate conventions (the same everywhere in ``sam_gym``):
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -151,6 +152,42 @@ class PromptableSegmenter(abc.ABC):
         Returns:
             The proposals: 3 when ``multimask`` else 1.
         """
+
+    def decode_batch(
+        self,
+        embeddings: Sequence[Embedding],
+        points: Sequence[np.ndarray],
+        labels: Sequence[np.ndarray],
+        mask_inputs: Sequence[Any | None] | None = None,
+        multimask: bool = False,
+    ) -> list[Prediction]:
+        """Decode one prompt set per embedding (the vector env's one call per step).
+
+        The default loops over :meth:`decode`, so every backend supports the vector env; backends
+        that can batch their decoder (SAM) override it. Item ``i`` equals ``decode(embeddings[i],
+        points[i], labels[i], mask_inputs[i], multimask)``.
+
+        Args:
+            embeddings: ``B`` embeddings from :meth:`encode`.
+            points: ``B`` arrays of ``(N_i, 2)`` ``(x, y)`` points in original-image pixels.
+            labels: ``B`` arrays of ``(N_i,)`` labels, 1 foreground / 0 background.
+            mask_inputs: ``None`` or ``B`` entries, each ``None`` or ``(1, h, w)`` logits.
+            multimask: Return 3 proposals per item instead of 1.
+
+        Returns:
+            ``B`` predictions, in order.
+
+        Raises:
+            ValueError: If the sequences are empty or of different lengths.
+        """
+        n = len(embeddings)
+        masks_in = [None] * n if mask_inputs is None else list(mask_inputs)
+        if n == 0 or len(points) != n or len(labels) != n or len(masks_in) != n:
+            raise ValueError(
+                f"Expected non-empty embeddings, points, labels (and mask_inputs) of one length, got "
+                f"{n}, {len(points)}, {len(labels)}, {len(masks_in)}"
+            )
+        return [self.decode(embeddings[i], points[i], labels[i], masks_in[i], multimask) for i in range(n)]
 
     @abc.abstractmethod
     def observe(

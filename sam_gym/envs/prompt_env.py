@@ -19,11 +19,12 @@ from sam_gym.data import Sample, SegmentationDataset, check_sample, make_dataset
 from sam_gym.grid import PatchGrid
 from sam_gym.metrics import iou
 
-__all__ = ["EpisodeView", "SamPromptEnv"]
+__all__ = ["DecodeRequest", "EpisodeView", "SamPromptEnv"]
 
 logger = logging.getLogger("sam_gym")
 
 ActionMode = Literal["patch", "patch_label", "point"]
+InfoIou = Literal["full", "none"]
 #: Maximum number of prompts placed at reset (``"gt_pair"`` and the recalibration module use 2).
 MAX_INIT_PROMPTS = 2
 #: Reward of a click on a cell (or, in point mode, a pixel) that was already clicked.
@@ -75,6 +76,30 @@ class EpisodeView:
     mask: np.ndarray
     iou: float
     np_random: np.random.Generator
+
+
+@dataclass(frozen=True)
+class DecodeRequest:
+    """One decoder call that an env needs before it can finish a reset or a step.
+
+    Returned by :meth:`SamPromptEnv.prepare_reset` / :meth:`SamPromptEnv.prepare_step`, so that a
+    vector env can run the requests of all its sub-envs as one batched
+    ``backend.decode_batch(...)`` call. Points are ``(x, y)`` in original-image pixels (``x`` right,
+    ``y`` down; the pixel is ``(floor(y), floor(x))``), labels 1 foreground / 0 background.
+
+    Attributes:
+        embedding: The image's embedding.
+        points: ``(N, 2)`` float32 ``(x, y)`` prompts.
+        labels: ``(N,)`` int64 labels.
+        mask_input: The previous ``(1, h, w)`` low-res logits, or ``None``.
+        multimask: Whether to ask for 3 proposals.
+    """
+
+    embedding: Embedding
+    points: np.ndarray
+    labels: np.ndarray
+    mask_input: Any
+    multimask: bool
 
 
 #: ``label_mode`` callable: ``(view, (x, y)) -> 0 | 1``.
@@ -164,6 +189,11 @@ class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
     ``iou``. At each step: ``iou`` (full resolution, void excluded), ``point`` ``(x, y)``, ``label``,
     ``n_clicks``, ``repeat``, ``on_target`` (ground truth at the point), ``backend``.
 
+    ``info_iou="none"`` (a fast path for training with the default +/-1 reward, which needs only the
+    ground truth at the clicked pixel) skips the full-resolution mask and IoU at reset and at every
+    step: ``iou`` is then reported only at episode end (computed once, with ``is_success``). It
+    cannot be combined with ``reward="iou_gain"`` or ``target_iou``, which need the IoU every step.
+
     ## Arguments
 
     | Parameter | Type | Default | Description |
@@ -186,6 +216,7 @@ class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
     | ``backend_kwargs`` | dict or None | ``None`` | extra backend arguments (``device``, ``half``) |
     | ``dataset_kwargs`` | dict or None | ``None`` | extra dataset arguments |
     | ``cache`` | EmbeddingCache or None | ``None`` | a cache to share between envs (overrides ``cache_dir``) |
+    | ``info_iou`` | ``"full"`` or ``"none"`` | ``"full"`` | per-step full-resolution IoU, or only at episode end |
 
     ``label_mode``: ``"oracle"`` (ground truth at the point, as in AlignSAM training), ``"positive"``
     (every click foreground), or ``f(view, (x, y)) -> 0 | 1`` (AlignSAM's recalibration module).
@@ -238,9 +269,10 @@ class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
         backend_kwargs: dict[str, Any] | None = None,
         dataset_kwargs: dict[str, Any] | None = None,
         cache: EmbeddingCache | None = None,
+        info_iou: InfoIou = "full",
     ) -> None:
         self._check_arguments(grid, max_clicks, reward, label_mode, init_prompts, target_iou, render_mode,
-                              action_mode, state_pool, mask_obs_size, multimask)
+                              action_mode, state_pool, mask_obs_size, multimask, info_iou)
         self.dataset = make_dataset(dataset, **(dataset_kwargs or {}))
         if len(self.dataset) == 0:
             raise ValueError(f"Expected a non-empty dataset, got {self.dataset!r} with no sample")
@@ -270,6 +302,7 @@ class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
         self.action_mode: ActionMode = action_mode
         self.multimask = multimask
         self.mask_obs_size = int(mask_obs_size)
+        self.info_iou: InfoIou = info_iou
         c, eh, ew = self.backend.embedding_shape
         if state_pool == "grid":
             self._pool_hw: tuple[int, int] | None = (self.rows, self.cols)
@@ -289,19 +322,22 @@ class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
         click_low = np.tile(np.array([0.0, 0.0, -1.0], dtype=np.float32), self.max_prompts)
         self.observation_space = spaces.Dict(
             {
-                "state": spaces.Box(-STATE_BOUND, STATE_BOUND, shape=(int(np.prod(self.state_shape)),), dtype=np.float32),
+                "state": spaces.Box(-STATE_BOUND, STATE_BOUND, shape=(int(np.prod(self.state_shape)),),
+                                    dtype=np.float32),
                 "mask": spaces.Box(0, 255, shape=(1, self.mask_obs_size, self.mask_obs_size), dtype=np.uint8),
                 "clicks": spaces.Box(click_low, np.ones_like(click_low), dtype=np.float32),
                 "clicked": spaces.Box(0.0, 1.0, shape=(self.n_cells,), dtype=np.float32),
             }
         )
+        self._empty_clicks = np.tile(np.array([0.0, 0.0, -1.0], dtype=np.float32), (self.max_prompts, 1))
         self._sample: Sample | None = None
+        self._pending: tuple[str, Any] | None = None
 
     # ------------------------------------------------------------------ validation
     @staticmethod
     def _check_arguments(grid: Any, max_clicks: Any, reward: Any, label_mode: Any, init_prompts: Any,
                          target_iou: Any, render_mode: Any, action_mode: Any, state_pool: Any,
-                         mask_obs_size: Any, multimask: Any) -> None:
+                         mask_obs_size: Any, multimask: Any, info_iou: Any = "full") -> None:
         if (not isinstance(grid, (tuple, list)) or len(grid) != 2
                 or not all(isinstance(g, (int, np.integer)) and g >= 1 for g in grid)):
             raise ValueError(f"Expected grid to be (rows, cols) of positive integers, got {grid!r}")
@@ -326,6 +362,11 @@ class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
             raise ValueError(f"Expected mask_obs_size to be an integer in [8, 256], got {mask_obs_size!r}")
         if multimask not in ("auto", True, False):
             raise ValueError(f"Expected multimask to be 'auto', True or False, got {multimask!r}")
+        if info_iou not in ("full", "none"):
+            raise ValueError(f"Expected info_iou to be 'full' or 'none', got {info_iou!r}")
+        if info_iou == "none" and (reward == "iou_gain" or target_iou is not None):
+            raise ValueError("Expected info_iou='full' with reward='iou_gain' or target_iou (they need the IoU "
+                             f"every step), got info_iou='none', reward={reward!r}, target_iou={target_iou!r}")
 
     # ------------------------------------------------------------------ gym API
     def reset(
@@ -336,6 +377,31 @@ class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
         Args:
             seed: Seeds ``np_random`` (sample choice, initial prompts); pass it once, after creation.
             options: ``{"index": i}`` selects sample ``i`` of the dataset.
+        """
+        request = self.prepare_reset(seed=seed, options=options)
+        return self.finish_reset(None if request is None else self.run_request(request))
+
+    def step(self, action: Any) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+        """Click once: decode the prompts so far and reward the click (see the class docstring)."""
+        request = self.prepare_step(action)
+        return self.finish_step(None if request is None else self.run_request(request))
+
+    # ------------------------------------------------------------------ split reset / step (vector env)
+    def run_request(self, request: DecodeRequest) -> Prediction:
+        """Run one :class:`DecodeRequest` with this env's backend (what :meth:`step` does in between)."""
+        return self.backend.decode(request.embedding, request.points, request.labels,
+                                   mask_input=request.mask_input, multimask=request.multimask)
+
+    def prepare_reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> DecodeRequest | None:
+        """First half of :meth:`reset`: draw the sample and the initial prompts.
+
+        ``reset(seed, options)`` is ``finish_reset(decode(prepare_reset(seed, options)))``; a vector
+        env runs the decode of all its sub-envs in one batch between the halves.
+
+        Returns:
+            The decoder call the initial prompts need, or ``None`` without initial prompts.
         """
         super().reset(seed=seed)
         options = options or {}
@@ -363,28 +429,42 @@ class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
         self._n_init = 0
         self._prediction: Prediction | None = None
         self._logits: Any = None
-        self._mask = np.zeros((height, width), dtype=bool)
+        self._empty_mask = np.zeros((height, width), dtype=bool)
         self._iou = 0.0
 
         for x, y, label in self._initial_prompts():
             self._points.append((x, y))
             self._labels.append(label)
         self._n_init = len(self._points)
-        if self._points:
-            self._decode()
+        self._pending = ("reset", None)
+        return self._request() if self._points else None
+
+    def finish_reset(self, prediction: Prediction | None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Second half of :meth:`reset`, given the prediction for :meth:`prepare_reset`'s request."""
+        self._take_pending("reset", prediction)
+        sample = self._sample
+        assert sample is not None  # set by prepare_reset
         info = {
             "image_id": sample.image_id,
             "instance_id": sample.instance_id,
             "class_id": sample.class_id,
             "index": self._index,
-            "image_size": (height, width),
+            "image_size": (self._grid.height, self._grid.width),
             "backend": self.backend.name,
-            "iou": self._iou,
         }
+        if self.info_iou == "full":
+            info["iou"] = self._iou
         return self._observation(), info
 
-    def step(self, action: Any) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
-        """Click once: decode the prompts so far and reward the click (see the class docstring)."""
+    def prepare_step(self, action: Any) -> DecodeRequest | None:
+        """First half of :meth:`step`: map the action, label it and record the click.
+
+        ``step(action)`` is ``finish_step(decode(prepare_step(action)))``. The env keeps owning the
+        click budget, the action mapping and the reward; only the decoder call is taken out.
+
+        Returns:
+            The decoder call the click needs, or ``None`` for a repeated click (not decoded).
+        """
         if self._sample is None:
             raise RuntimeError("Call reset() before step()")
         if self._n_clicks >= self.max_clicks:
@@ -398,18 +478,27 @@ class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
         else:
             repeat = bool(self._clicked_cells[cell])
         self._n_clicks += 1
-        previous_iou = self._iou
-        if not repeat:
-            self._clicked_cells[cell] = True
-            self._clicked_pixels.add(pixel)
-            self._points.append((x, y))
-            self._labels.append(int(label))
-            self._decode()
-        on_target = bool(self._sample.target[pixel])
+        self._pending = ("step", (x, y, int(label), pixel, repeat, self._iou))
+        if repeat:
+            return None
+        self._clicked_cells[cell] = True
+        self._clicked_pixels.add(pixel)
+        self._points.append((x, y))
+        self._labels.append(int(label))
+        return self._request()
+
+    def finish_step(
+        self, prediction: Prediction | None
+    ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+        """Second half of :meth:`step`, given the prediction for :meth:`prepare_step`'s request."""
+        x, y, label, pixel, repeat, previous_iou = self._take_pending("step", prediction)
+        sample = self._sample
+        assert sample is not None  # prepare_step checked it
+        on_target = bool(sample.target[pixel])
         if repeat:
             reward = REPEAT_PENALTY
         elif self.reward_mode == "alignsam":
-            reward = 0.0 if self._sample.void[pixel] else (1.0 if on_target else -1.0)
+            reward = 0.0 if sample.void[pixel] else (1.0 if on_target else -1.0)
         else:
             reward = float(self._iou - previous_iou)
         terminated = self.target_iou is not None and self._iou >= self.target_iou
@@ -417,12 +506,17 @@ class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
         info: dict[str, Any] = {
             "iou": self._iou,
             "point": (x, y),
-            "label": int(label),
+            "label": label,
             "n_clicks": self._n_clicks,
             "repeat": repeat,
             "on_target": on_target,
             "backend": self.backend.name,
         }
+        if self.info_iou == "none":
+            if terminated or truncated:
+                info["iou"] = self._iou = self._full_iou()
+            else:
+                del info["iou"]
         if terminated or truncated:
             info["is_success"] = self._iou >= (self.target_iou or DEFAULT_SUCCESS_IOU)
         return self._observation(), float(reward), bool(terminated), bool(truncated), info
@@ -460,8 +554,8 @@ class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
             max_clicks=self.max_clicks,
             prediction=self._prediction,
             mask_logits=self._logits,
-            mask=self._mask,
-            iou=self._iou,
+            mask=self._current_mask(),
+            iou=self._full_iou() if self.info_iou == "none" else self._iou,
             np_random=self.np_random,
         )
 
@@ -474,7 +568,7 @@ class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
             raise RuntimeError("Call reset() before render()")
         from sam_gym.render import draw_episode
 
-        return draw_episode(self._sample.image, self._mask, np.asarray(self._points).reshape(-1, 2),
+        return draw_episode(self._sample.image, self._current_mask(), np.asarray(self._points).reshape(-1, 2),
                             np.asarray(self._labels), n_init=self._n_init)
 
     # ------------------------------------------------------------------ internals
@@ -526,28 +620,45 @@ class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
                              f"(x, y, label) prompts inside the {width}x{height} image, label 0/1, got {prompts!r}")
         return [(float(x), float(y), int(lab)) for x, y, lab in prompts]
 
-    def _decode(self) -> None:
+    def _request(self) -> DecodeRequest:
+        """The decoder call for all prompts so far, the previous logits fed back as mask input."""
         points = np.asarray(self._points, dtype=np.float32)
-        labels = np.asarray(self._labels, dtype=np.int64)
         multimask = len(points) == 1 if self.multimask == "auto" else bool(self.multimask)
-        prediction = self.backend.decode(self._embedding, points, labels, mask_input=self._logits, multimask=multimask)
-        best = prediction.best
-        self._prediction = prediction
-        self._logits = prediction.logits(best)
-        self._mask = prediction.mask(best)
+        return DecodeRequest(self._embedding, points, np.asarray(self._labels, dtype=np.int64),
+                             self._logits, multimask)
+
+    def _take_pending(self, kind: str, prediction: Prediction | None) -> Any:
+        """Check that ``finish_<kind>`` follows ``prepare_<kind>``, apply ``prediction``, return the pending data."""
+        pending = self._pending
+        if pending is None or pending[0] != kind:
+            raise RuntimeError(f"Call prepare_{kind}() before finish_{kind}()")
+        self._pending = None
+        if prediction is not None:
+            best = prediction.best
+            self._prediction = prediction
+            self._logits = prediction.logits(best)
+            if self.info_iou == "full":
+                self._iou = self._full_iou()
+        return pending[1]
+
+    def _current_mask(self) -> np.ndarray:
+        """The current ``(H, W)`` bool mask, indexed ``[row, col]`` (full resolution, memoised by the prediction)."""
+        return self._empty_mask if self._prediction is None else self._prediction.mask(self._prediction.best)
+
+    def _full_iou(self) -> float:
+        """IoU of the current full-resolution mask with the target, void excluded."""
         sample = self._sample
-        assert sample is not None  # decode is only called inside an episode
-        self._iou = iou(self._mask, sample.target, sample.void)
+        assert sample is not None  # only called inside an episode
+        return iou(self._current_mask(), sample.target, sample.void) if self._prediction is not None else 0.0
 
     def _observation(self) -> dict[str, np.ndarray]:
         state, mask = self.backend.observe(self._embedding, self._logits, self._pool_hw,
                                            (self.mask_obs_size, self.mask_obs_size))
-        clicks = np.tile(np.array([0.0, 0.0, -1.0], dtype=np.float32), (self.max_prompts, 1))
+        clicks = self._empty_clicks.copy()
         if self._points:
-            height, width = self._mask.shape
             pts = np.asarray(self._points, dtype=np.float32)
-            clicks[: len(pts), 0] = np.clip(pts[:, 0] / width, 0.0, 1.0)
-            clicks[: len(pts), 1] = np.clip(pts[:, 1] / height, 0.0, 1.0)
+            clicks[: len(pts), 0] = np.clip(pts[:, 0] / self._grid.width, 0.0, 1.0)
+            clicks[: len(pts), 1] = np.clip(pts[:, 1] / self._grid.height, 0.0, 1.0)
             clicks[: len(pts), 2] = self._labels
         return {
             "state": np.clip(state, -STATE_BOUND, STATE_BOUND, dtype=np.float32).reshape(-1),

@@ -1,0 +1,426 @@
+"""The Semantic Recalibration Module (SRM, AlignSAM section 3.3): a foreground map for labels and initial prompts.
+
+The agent only picks *where* to click; the SRM says *what* the click is (foreground or
+background) and, at evaluation, where the first positive and negative prompts go (its highest- and
+lowest-scoring positions). It predicts a foreground probability map from
+
+* the **implicit** input ``s_t``: the image embedding times the previous mask (the env's state,
+  paper eq. 4), through two convolution blocks;
+* the **explicit** input ``s_c``: the embedding times a CLIP-Surgery text map ``M_c``
+  (:mod:`agents.alignsam.clip_surgery`), through three convolution blocks, a self-attention layer
+  and two convolution blocks (``srm="explicit"`` uses both branches);
+
+and a classification head. It is trained online, during PPO training, with Dice + BCE against the
+training images' ground truth (legitimate: these are the labelled training images), ``Q`` optimiser
+steps after every action (:class:`SRMCallback`; paper: Q = 1 implicit, 5 explicit).
+
+Maps live on an image-aligned ``S x S`` grid: cell ``(r, c)`` covers pixels
+``[r H / S, (r + 1) H / S) x [c W / S, (c + 1) W / S)`` (rows down, columns right), obtained from the
+backend's ``observe(..., grid_hw=(S, S))`` so that classical and SAM backends give the same frame.
+A point ``(x, y)`` (x right, y down, image pixels) reads cell ``(floor(y S / H), floor(x S / W))``.
+
+Deviations from the paper (also in ``docs/alignsam.md``):
+
+* the previous mask probability (resp. ``M_c``) is given as an extra input channel beside
+  ``E * M`` (``E * M`` alone cannot tell "background" from "zero feature");
+* each update uses a minibatch of the newest samples plus samples replayed from a small buffer of
+  recent ones (the paper updates on the current sample), and every env step contributes two
+  samples: the current state and the mask-free state (the state at evaluation's first call, before
+  any prompt, when the SRM places the initial prompts);
+* the map is ``S = 32`` by default (the paper's SAM embedding grid is 64 x 64).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import cv2
+import numpy as np
+import torch
+from stable_baselines3.common.callbacks import BaseCallback
+from torch import nn
+from torch.nn import functional as F
+
+from agents.alignsam.atomic import atomic_write, atomic_write_bytes
+from sam_gym.cache import image_key
+
+if TYPE_CHECKING:
+    from sam_gym.envs import EpisodeView
+
+__all__ = [
+    "Recalibrator",
+    "SRMCallback",
+    "SRMConfig",
+    "SemanticRecalibrationModule",
+    "srm_loss",
+]
+
+_FORMAT = "alignsam-srm"
+_VERSION = 1
+SRM_WEIGHTS = "srm.pt"
+SRM_CONFIG = "srm.json"
+
+
+def _conv_block(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.GroupNorm(8, cout), nn.ReLU())
+
+
+class _SelfAttention(nn.Module):
+    """Multi-head self-attention over the cells of a feature map, with a residual connection."""
+
+    def __init__(self, channels: int, heads: int = 4) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(channels)
+        self.attn = nn.MultiheadAttention(channels, heads, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        tokens = x.flatten(2).transpose(1, 2)
+        normed = self.norm(tokens)
+        tokens = tokens + self.attn(normed, normed, normed, need_weights=False)[0]
+        return tokens.transpose(1, 2).reshape(b, c, h, w)
+
+
+class SemanticRecalibrationModule(nn.Module):
+    """The SRM network: implicit branch, optional explicit branch, classification head.
+
+    Args:
+        in_channels: Channels ``C`` of the backend's embedding (10 classical, 256 SAM).
+        explicit: Add the explicit (CLIP-Surgery) branch.
+        hidden: Channels of every block.
+    """
+
+    def __init__(self, in_channels: int, explicit: bool, hidden: int = 32) -> None:
+        super().__init__()
+        if in_channels < 1 or hidden < 8 or hidden % 8:
+            raise ValueError(f"Expected in_channels >= 1 and hidden a multiple of 8, got {in_channels}, {hidden}")
+        self.explicit = explicit
+        self.implicit_branch = nn.Sequential(_conv_block(in_channels + 1, hidden), _conv_block(hidden, hidden))
+        self.explicit_branch = (
+            nn.Sequential(
+                _conv_block(in_channels + 1, hidden), _conv_block(hidden, hidden), _conv_block(hidden, hidden),
+                _SelfAttention(hidden),
+                _conv_block(hidden, hidden), _conv_block(hidden, hidden),
+            )
+            if explicit else None
+        )
+        branches = 2 if explicit else 1
+        self.head = nn.Sequential(nn.Conv2d(branches * hidden, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, 1, 1))
+
+    def forward(self, implicit: torch.Tensor, explicit: torch.Tensor | None = None) -> torch.Tensor:
+        """Return foreground logits ``(B, 1, S, S)``.
+
+        Args:
+            implicit: ``(B, C + 1, S, S)``: ``E * M`` and the previous mask probability ``M``.
+            explicit: ``(B, C + 1, S, S)``: ``E * M_c`` and the CLIP-Surgery map ``M_c``; required
+                exactly when the module has the explicit branch.
+        """
+        feats = [self.implicit_branch(implicit)]
+        if self.explicit_branch is not None:
+            if explicit is None:
+                raise ValueError("Expected the explicit input (E * M_c, M_c) for an explicit SRM, got None")
+            feats.append(self.explicit_branch(explicit))
+        return self.head(torch.cat(feats, dim=1))
+
+
+def srm_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Dice + binary cross-entropy (the paper's SRM loss), void cells excluded.
+
+    Args:
+        logits: ``(B, 1, S, S)`` foreground logits.
+        target: ``(B, 1, S, S)`` ground-truth foreground fraction of each cell, in ``[0, 1]``.
+        weight: ``(B, 1, S, S)`` 1 for valid cells, 0 for void ones (default: all valid).
+    """
+    weight = torch.ones_like(target) if weight is None else weight
+    bce = F.binary_cross_entropy_with_logits(logits, target, weight=weight, reduction="sum") / weight.sum().clamp_min(1)
+    prob = torch.sigmoid(logits) * weight
+    target = target * weight
+    inter = (prob * target).flatten(1).sum(1)
+    dice = 1.0 - (2.0 * inter + 1.0) / (prob.flatten(1).sum(1) + target.flatten(1).sum(1) + 1.0)
+    return bce + dice.mean()
+
+
+@dataclass(frozen=True)
+class SRMConfig:
+    """Architecture and data settings of a :class:`Recalibrator` (saved as ``srm.json``).
+
+    Attributes:
+        mode: ``"implicit"`` or ``"explicit"``.
+        in_channels: Channels of the backend's embedding.
+        size: Side ``S`` of the image-aligned map.
+        hidden: Channels of the network's blocks.
+        text: Text prompt of the explicit branch (``""`` for implicit).
+        clip_model: open_clip architecture of CLIP-Surgery (explicit only).
+        clip_pretrained: open_clip weights: a tag, a local path or ``"random"`` (explicit only).
+        lr: Adam learning rate.
+        batch_size: Samples per update (newest first, then replayed ones).
+        buffer_size: Capacity of the replay buffer of recent samples.
+    """
+
+    mode: str = "implicit"
+    in_channels: int = 10
+    size: int = 32
+    hidden: int = 32
+    text: str = ""
+    clip_model: str = "ViT-B-16"
+    clip_pretrained: str = "openai"
+    lr: float = 1e-3
+    batch_size: int = 8
+    buffer_size: int = 256
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("implicit", "explicit"):
+            raise ValueError(f"Expected mode 'implicit' or 'explicit', got {self.mode!r}")
+        if self.mode == "explicit" and not self.text.strip():
+            raise ValueError("Expected a text prompt for the explicit SRM, got an empty one")
+        for name in ("in_channels", "size", "hidden", "batch_size", "buffer_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"Expected {name} to be a positive integer, got {value!r}")
+
+
+class Recalibrator:
+    """An SRM with its optimiser, its replay buffer and the glue to the env's :class:`EpisodeView`.
+
+    Args:
+        config: Architecture and data settings.
+        device: Torch device.
+        seed: Seed of the network initialisation and of the replay sampling.
+        clip: A :class:`~agents.alignsam.clip_surgery.ClipSurgery` for the explicit branch (loaded
+            from ``config.clip_model`` / ``clip_pretrained`` when ``None``).
+
+    Attributes:
+        labeller: ``label_mode`` callable for the env: ``(view, (x, y)) -> 1 if the map >= 0.5 at the point``.
+        initial_prompts: ``init_prompts`` callable for the env: the map's highest cell as a positive
+            prompt and its lowest as a negative one, at cell centres ``(x, y)`` in image pixels.
+    """
+
+    def __init__(self, config: SRMConfig, device: str | torch.device = "cpu", seed: int = 0,
+                 clip: Any | None = None) -> None:
+        self.config = config
+        self.device = torch.device(device)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.module = SemanticRecalibrationModule(config.in_channels, config.mode == "explicit",
+                                                      config.hidden).to(self.device)
+        self.optimizer = torch.optim.Adam(self.module.parameters(), lr=config.lr)
+        self._rng = np.random.default_rng(seed)
+        self._buffer: list[tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]] = []
+        self._next_slot = 0
+        self._image_cache: OrderedDict[str, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self.clip = clip
+        if config.mode == "explicit" and clip is None:
+            from agents.alignsam.clip_surgery import load_clip
+
+            self.clip = load_clip(config.clip_model, config.clip_pretrained, str(self.device))
+        self.labeller = _Labeller(self)
+        self.initial_prompts = _InitialPrompts(self)
+
+    # ------------------------------------------------------------------ inputs and targets
+    def _image_inputs(self, view: EpisodeView) -> tuple[np.ndarray, np.ndarray]:
+        """Plain embedding pooled to ``S x S`` and the CLIP-Surgery map, cached per image."""
+        key = image_key(view.sample.image)
+        hit = self._image_cache.get(key)
+        if hit is None:
+            size = self.config.size
+            plain, _ = view.backend.observe(view.embedding, None, (size, size), (size, size))
+            clip_map = (self.clip.similarity_map(view.sample.image, self.config.text, (size, size))
+                        if self.clip is not None else np.zeros((size, size), dtype=np.float32))
+            hit = (np.asarray(plain, dtype=np.float32), clip_map)
+            self._image_cache[key] = hit
+            while len(self._image_cache) > 256:
+                self._image_cache.popitem(last=False)
+        self._image_cache.move_to_end(key)
+        return hit
+
+    def inputs(self, view: EpisodeView, with_mask: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+        """Return the implicit input ``(C + 1, S, S)`` and the explicit one (or ``None``) for a view.
+
+        Args:
+            view: The episode's view (its current mask is the previous mask ``M``).
+            with_mask: Use the current mask; ``False`` gives the mask-free state (``M = 1``).
+        """
+        size = self.config.size
+        plain, clip_map = self._image_inputs(view)
+        if with_mask and view.mask_logits is not None:
+            state, mask = view.backend.observe(view.embedding, view.mask_logits, (size, size), (size, size))
+        else:
+            state, mask = plain, np.ones((size, size), dtype=np.float32)
+        implicit = np.concatenate([np.asarray(state, np.float32), np.asarray(mask, np.float32)[None]])
+        if self.config.mode != "explicit":
+            return implicit, None
+        return implicit, np.concatenate([plain * clip_map[None], clip_map[None]]).astype(np.float32)
+
+    def target(self, view: EpisodeView) -> tuple[np.ndarray, np.ndarray]:
+        """Return the ground truth on the map grid: foreground fraction per cell and validity (1 - void)."""
+        size = self.config.size
+        target = cv2.resize(view.sample.target.astype(np.float32), (size, size), interpolation=cv2.INTER_AREA)
+        void = cv2.resize(view.sample.void.astype(np.float32), (size, size), interpolation=cv2.INTER_AREA)
+        return target[None].astype(np.float32), (void < 0.5).astype(np.float32)[None]
+
+    # ------------------------------------------------------------------ training
+    def add(self, view: EpisodeView) -> int:
+        """Add the view's current and mask-free samples to the replay buffer; return how many were added."""
+        target, weight = self.target(view)
+        added = 0
+        for with_mask in (True, False):
+            implicit, explicit = self.inputs(view, with_mask)
+            item = (implicit, explicit, target, weight)
+            if len(self._buffer) < self.config.buffer_size:
+                self._buffer.append(item)
+            else:
+                self._buffer[self._next_slot] = item
+            self._next_slot = (self._next_slot + 1) % self.config.buffer_size
+            added += 1
+        return added
+
+    def update(self, views: Sequence[EpisodeView], q: int) -> float:
+        """Add the views' samples and take ``q`` optimiser steps; return the mean loss."""
+        newest = [self._slot_before(k) for k in range(sum(self.add(v) for v in views))]
+        newest = newest[: self.config.batch_size]
+        losses = []
+        self.module.train()
+        for _ in range(q):
+            others = np.setdiff1d(np.arange(len(self._buffer)), newest)
+            n_old = min(self.config.batch_size - len(newest), others.size)
+            old = self._rng.choice(others, size=n_old, replace=False).tolist() if n_old > 0 else []
+            losses.append(self.step([self._buffer[i] for i in newest + old]))
+        return float(np.mean(losses)) if losses else 0.0
+
+    def _slot_before(self, k: int) -> int:
+        """Buffer index of the ``k``-th most recently added sample (0 = newest)."""
+        return (self._next_slot - 1 - k) % len(self._buffer)
+
+    def step(self, batch: Sequence[tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]]) -> float:
+        """One Dice + BCE optimiser step on ``(implicit, explicit, target, weight)`` samples; return the loss."""
+        implicit = torch.from_numpy(np.stack([b[0] for b in batch])).to(self.device)
+        explicit = (torch.from_numpy(np.stack([b[1] for b in batch])).to(self.device)
+                    if self.config.mode == "explicit" else None)
+        target = torch.from_numpy(np.stack([b[2] for b in batch])).to(self.device)
+        weight = torch.from_numpy(np.stack([b[3] for b in batch])).to(self.device)
+        loss = srm_loss(self.module(implicit, explicit), target, weight)
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        return float(loss.item())
+
+    # ------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def prob_map(self, view: EpisodeView, with_mask: bool = True) -> np.ndarray:
+        """Return the ``(S, S)`` foreground probability map of a view (image-aligned, row 0 at the top)."""
+        implicit, explicit = self.inputs(view, with_mask)
+        self.module.eval()
+        logits = self.module(torch.from_numpy(implicit[None]).to(self.device),
+                             None if explicit is None else torch.from_numpy(explicit[None]).to(self.device))
+        return torch.sigmoid(logits)[0, 0].cpu().numpy()
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, directory: str | Path) -> None:
+        """Write ``srm.json`` (config) and ``srm.pt`` (weights and optimiser), each atomically."""
+        directory = Path(directory)
+        state = {"format": _FORMAT, "version": _VERSION, "module": self.module.state_dict(),
+                 "optimizer": self.optimizer.state_dict()}
+        atomic_write(directory / SRM_WEIGHTS, lambda fh: torch.save(state, fh))
+        meta = json.dumps({"format": _FORMAT, "version": _VERSION, "config": asdict(self.config)}, indent=2)
+        atomic_write_bytes(directory / SRM_CONFIG, meta.encode())
+
+    @classmethod
+    def load(cls, directory: str | Path, device: str | torch.device = "cpu", clip: Any | None = None) -> Recalibrator:
+        """Load a saved SRM, validating both files.
+
+        Raises:
+            ValueError: If a file is missing, unreadable or of another format or version.
+        """
+        directory = Path(directory)
+        config_path, weights_path = directory / SRM_CONFIG, directory / SRM_WEIGHTS
+        for path in (config_path, weights_path):
+            if not path.is_file():
+                raise ValueError(f"Expected the SRM file {path} in the run folder, got no such file")
+        try:
+            meta = json.loads(config_path.read_text())
+            config = SRMConfig(**meta["config"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"Expected a valid {SRM_CONFIG} in {directory}, could not read it: {exc}") from exc
+        if meta.get("format") != _FORMAT or meta.get("version") != _VERSION:
+            raise ValueError(f"Expected {config_path} of format {_FORMAT} v{_VERSION}, got "
+                             f"{meta.get('format')} v{meta.get('version')}")
+        try:
+            state = torch.load(weights_path, map_location=device, weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - a corrupt file of any kind gets one clear message
+            raise ValueError(f"Expected a readable SRM checkpoint at {weights_path}, "
+                             f"got {type(exc).__name__}: {exc}") from exc
+        if not isinstance(state, dict) or state.get("format") != _FORMAT or state.get("version") != _VERSION:
+            raise ValueError(f"Expected {weights_path} to be an {_FORMAT} v{_VERSION} checkpoint")
+        srm = cls(config, device=device, clip=clip)
+        try:
+            srm.module.load_state_dict(state["module"])
+            srm.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise ValueError(f"Expected {weights_path} to match {config_path}: {exc}") from exc
+        return srm
+
+
+class _Labeller:
+    """``label_mode`` callable: 1 where the SRM's map at the clicked point is at least 0.5."""
+
+    def __init__(self, srm: Recalibrator) -> None:
+        self.srm = srm
+
+    def __call__(self, view: EpisodeView, point: tuple[float, float]) -> int:
+        prob = self.srm.prob_map(view)
+        size = prob.shape[0]
+        height, width = view.sample.target.shape
+        row = min(max(int(np.floor(point[1] * size / height)), 0), size - 1)
+        col = min(max(int(np.floor(point[0] * size / width)), 0), size - 1)
+        return int(prob[row, col] >= 0.5)
+
+    def __repr__(self) -> str:
+        return "SRM labeller"
+
+
+class _InitialPrompts:
+    """``init_prompts`` callable: the SRM map's highest cell (positive) and lowest cell (negative)."""
+
+    def __init__(self, srm: Recalibrator) -> None:
+        self.srm = srm
+
+    def __call__(self, view: EpisodeView) -> list[tuple[float, float, int]]:
+        prob = self.srm.prob_map(view, with_mask=False)
+        size = prob.shape[0]
+        height, width = view.sample.target.shape
+        prompts = []
+        for index, label in ((int(np.argmax(prob)), 1), (int(np.argmin(prob)), 0)):
+            row, col = divmod(index, size)
+            prompts.append(((col + 0.5) * width / size, (row + 0.5) * height / size, label))
+        return prompts
+
+    def __repr__(self) -> str:
+        return "SRM initial prompts"
+
+
+class SRMCallback(BaseCallback):
+    """Update the SRM ``q`` times after every vectorised env step (paper: after each action).
+
+    Each env's :meth:`~sam_gym.envs.SamPromptEnv.episode_view` (ground truth of the *training*
+    image included) supervises the SRM. The mean loss is logged as ``srm/loss``.
+
+    Args:
+        srm: The module to train.
+        q: Optimiser steps per env step.
+    """
+
+    def __init__(self, srm: Recalibrator, q: int) -> None:
+        super().__init__()
+        self.srm = srm
+        self.q = q
+
+    def _on_step(self) -> bool:
+        views = self.training_env.env_method("episode_view")
+        self.logger.record_mean("srm/loss", self.srm.update(views, self.q))
+        return True
+

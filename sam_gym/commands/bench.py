@@ -1,0 +1,91 @@
+"""``sam-gym bench``: decoder, env and vector-env throughput, encoder speed, memory growth.
+
+Example (CPU, weight-free classical backend, which is not SAM)::
+
+    sam-gym bench --batch 1,8 --steps 200 --out bench-classical.json
+
+GPU, SAM ViT-B decoder in bf16, batch 256::
+
+    sam-gym bench --backend sam_vit_b --checkpoint auto --device cuda --half --steps 500 --out bench-gpu.json
+
+The measuring functions live in :mod:`sam_gym.benchmark`; this module parses, runs and writes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from sam_gym.commands.common import add_backend_arguments, add_dataset_arguments, backend_from_args, dataset_from_args
+
+HELP = "measure decoder, env and vector-env throughput, encoder speed and memory growth"
+
+
+def _batches(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"Expected comma-separated positive integers, got {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"Expected comma-separated positive integers, got {text!r}")
+    return values
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``bench`` arguments."""
+    add_dataset_arguments(parser)
+    add_backend_arguments(parser)
+    parser.add_argument("--batch", type=_batches, default=[1, 8, 32, 256],
+                        help="vector-env batch sizes, comma-separated (default: 1,8,32,256)")
+    parser.add_argument("--steps", type=int, default=200,
+                        help="timed single-env steps and replayed decoder calls (default: %(default)s)")
+    parser.add_argument("--vector-steps", type=int, default=None,
+                        help="timed vector-env steps per batch size (default: max(2, steps / 4))")
+    parser.add_argument("--rss-steps", type=int, default=10_000,
+                        help="env steps of the resident-memory growth measurement, 0 to skip (default: %(default)s)")
+    parser.add_argument("--encoder-images", type=int, default=4,
+                        help="images encoded for the encoder speed, one of them warm-up (default: %(default)s)")
+    parser.add_argument("--info-iou", choices=("full", "none"), default="full",
+                        help="env option: per-step full-resolution IoU in info, or only at episode end")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the envs and actions (default: %(default)s)")
+    parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the benchmark, print the figures and write the JSON atomically."""
+    from sam_gym.benchmark import run_benchmark
+
+    if args.steps < 1 or args.rss_steps < 0 or args.encoder_images < 2:
+        raise ValueError(f"Expected --steps >= 1, --rss-steps >= 0 and --encoder-images >= 2, got "
+                         f"{args.steps}, {args.rss_steps}, {args.encoder_images}")
+    if args.vector_steps is not None and args.vector_steps < 1:
+        raise ValueError(f"Expected --vector-steps >= 1, got {args.vector_steps}")
+    backend = backend_from_args(args)
+    dataset = dataset_from_args(args)
+    results = run_benchmark(
+        backend,
+        dataset,
+        batches=args.batch,
+        steps=args.steps,
+        vector_steps=args.vector_steps,
+        rss_steps=args.rss_steps,
+        encoder_images=args.encoder_images,
+        seed=args.seed,
+        env_kwargs={"info_iou": args.info_iou},
+    )
+    results["arguments"] = {k: str(v) for k, v in sorted(vars(args).items()) if not k.startswith("_")}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(results, fh, indent=2)
+            fh.write("\n")
+        os.replace(tmp, out)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    print(f"wrote {out}")
+    return 0

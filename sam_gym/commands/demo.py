@@ -1,0 +1,130 @@
+"""``sam-gym demo``: train a small AlignSAM agent, then score it against the baselines on held-out images.
+
+The project's main job, offline on a fresh machine: on the built-in synthetic shapes, train
+AlignSAM (sb3-contrib ``MaskablePPO`` + the implicit recalibration module, see
+:mod:`agents.alignsam.training`) on the first ``--n-train`` samples, then evaluate it and the
+baselines on the held-out samples (same episodes for every policy, one shared backend) and write
+``results.json``, ``results.md`` and ``iou_vs_clicks.png`` to ``--out``. The default backend is the
+weight-free classical segmenter, which is NOT SAM, and every output says so; ``--backend sam_vit_b
+--checkpoint PATH`` runs the same on real SAM. Points are ``(x, y)`` image pixels; masks ``(H, W)``
+indexed ``[row, col]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import time
+from pathlib import Path
+from typing import Any
+
+from sam_gym.commands.common import add_backend_arguments, backend_from_args
+from sam_gym.commands.eval import EvalSettings, build_policies, evaluate
+
+HELP = "train a small AlignSAM agent on synthetic shapes and compare it with the baselines (offline)"
+
+#: The demo's built-in dataset (:class:`sam_gym.data.SyntheticShapes`, 64 samples).
+DATASET = "synthetic-shapes"
+#: ``--quick`` (tests, seconds): training and evaluation sizes.
+QUICK = {"n_train": 2, "timesteps": 8, "n_steps": 8, "batch_size": 8, "n_epochs": 1, "n_envs": 1,
+         "max_clicks": 4, "episodes": 1}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the command's arguments."""
+    add_backend_arguments(parser)
+    parser.add_argument("--policies", default="random,grid,clicker",
+                        help="comma-separated baselines scored beside the trained agent (default: %(default)s)")
+    parser.add_argument("--n-train", type=int, default=50,
+                        help="training samples; the rest of the 64 synthetic samples is held out "
+                             "(default: %(default)s)")
+    parser.add_argument("--timesteps", type=int, default=750, help="PPO training clicks (default: %(default)s)")
+    parser.add_argument("--max-clicks", type=int, default=15, help="clicks per episode (default: %(default)s)")
+    parser.add_argument("--seeds", default="0", help="evaluation reset seeds (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="training seed (default: %(default)s)")
+    parser.add_argument("--save-episodes", type=int, default=2, metavar="K",
+                        help="episode strips per policy in OUT/episodes/ (default: %(default)s)")
+    parser.add_argument("--out", default="runs/demo", help="output folder (default: %(default)s)")
+    parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run (tests): tiny training and "
+                                                             "evaluation, numbers meaningless")
+
+
+def _command_line(args: argparse.Namespace) -> str:
+    argv = ["sam-gym", "demo", "--backend", args.backend]
+    if args.checkpoint:
+        argv += ["--checkpoint", str(args.checkpoint)]
+    argv += ["--policies", args.policies, "--n-train", str(args.n_train), "--timesteps", str(args.timesteps),
+             "--max-clicks", str(args.max_clicks), "--seeds", args.seeds, "--seed", str(args.seed),
+             "--save-episodes", str(args.save_episodes), "--out", str(args.out)]
+    return shlex.join(argv + (["--quick"] if args.quick else []))
+
+
+def _train_config(args: argparse.Namespace, run_dir: Path) -> Any:
+    from agents.alignsam.config import TrainConfig
+
+    sizes: dict[str, Any] = {"n_train": args.n_train, "timesteps": args.timesteps, "max_clicks": args.max_clicks}
+    if args.quick:
+        sizes = {k: v for k, v in QUICK.items() if k != "episodes"}
+    return TrainConfig(dataset=DATASET, backend=args.backend, checkpoint=args.checkpoint, seed=args.seed,
+                       out=str(run_dir), srm="implicit", device=args.device or "auto", progress_bar=True,
+                       extra={"command": _command_line(args)}, **sizes)
+
+
+def _trained_agent(config: Any, run_dir: Path) -> Path:
+    """Train into ``run_dir``, or reuse a finished run there made with the same settings."""
+    from agents.alignsam.training import MODEL_FILE, read_run_info, train
+
+    if (run_dir / MODEL_FILE).is_file():
+        info = read_run_info(run_dir)
+        ignore = {"progress_bar", "extra", "device", "out"}
+        saved = {k: v for k, v in info["config"].items() if k not in ignore}
+        wanted = {k: v for k, v in config.to_dict().items() if k not in ignore}
+        if info.get("complete") and saved == wanted:
+            print(f"reusing the trained agent in {run_dir} (delete the folder to train again)")
+            return run_dir
+        raise ValueError(f"Expected {run_dir} to hold a finished run with the same settings, got a different or "
+                         f"unfinished one; delete it or pass another --out")
+    return train(config)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train, evaluate, print the table and say which backend produced it."""
+    from sam_gym.commands.eval import parse_seeds
+    from sam_gym.data import make_dataset
+
+    start = time.perf_counter()
+    seeds = [0] if args.quick else parse_seeds(args.seeds)
+    specs = [s.strip() for s in args.policies.split(",") if s.strip()]
+    if any(spec.partition(":")[0] == "alignsam" for spec in specs):
+        raise ValueError("Expected baselines in --policies, got 'alignsam' (the demo trains and adds it itself)")
+    baselines = build_policies(specs)
+    out = Path(args.out)
+    run_dir = out / "alignsam"
+    config = _train_config(args, run_dir)
+    dataset = make_dataset(DATASET)
+    if not 0 < config.n_train < len(dataset):
+        raise ValueError(f"Expected --n-train in [1, {len(dataset) - 1}] (the demo data has {len(dataset)} samples), "
+                         f"got {config.n_train}")
+    backend = backend_from_args(args)
+    banner = f"sam-gym demo: backend {backend.description}" + ("" if backend.is_sam else "  [NOT SAM]")
+    print(f"{banner}\n{'=' * len(banner)}")
+
+    print(f"1/2 training AlignSAM on samples 0-{config.n_train - 1} of {DATASET} ({config.timesteps} clicks)")
+    from agents.alignsam.policy import AlignSAMPolicy
+
+    trained = _trained_agent(config, run_dir)
+    train_seconds = time.perf_counter() - start
+    policies = {"alignsam": AlignSAMPolicy.load(trained, device=args.device or "auto"), **baselines}
+
+    held_out = list(range(config.n_train, len(dataset)))[: QUICK["episodes"] if args.quick else None]
+    print(f"2/2 evaluating {', '.join(policies)} on held-out samples {held_out[0]}-{held_out[-1]}, seeds {seeds}")
+    settings = EvalSettings(max_clicks=config.max_clicks, indices=held_out, seeds=seeds, grid=config.grid,
+                            save_episodes=0 if args.quick else args.save_episodes, command=_command_line(args))
+    results = evaluate(policies, dataset, backend, settings, out)
+    from sam_gym.reporting import results_markdown
+
+    total = time.perf_counter() - start
+    print(results_markdown(results))
+    print(f"agent: {trained}\nresults: {out / 'results.md'}, {out / 'results.json'}, {out / 'iou_vs_clicks.png'}")
+    print(f"wall time: {total:.0f} s (training {train_seconds:.0f} s)\n{banner}")
+    return 0

@@ -1,0 +1,221 @@
+"""``sam-gym eval``: score prompting policies on the same episodes and write tables, a plot and episode strips.
+
+Every policy runs on the same episodes (the first ``--episodes`` samples x ``--seeds``) with one
+shared backend and embedding cache, through :func:`sam_gym.evaluation.run_episodes`. Outputs in
+``--out``: ``results.json``, ``results.md``, ``iou_vs_clicks.png`` and, with ``--save-episodes K``,
+``episodes/*.png`` strips (see :mod:`sam_gym.reporting`). Points are ``(x, y)`` in image pixels;
+masks are ``(H, W)`` indexed ``[row, col]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sam_gym.commands.common import add_backend_arguments, backend_from_args, dataset_from_args
+
+__all__ = ["EvalSettings", "build_policies", "evaluate", "parse_grid", "parse_seeds"]
+
+HELP = "score prompting policies on the same episodes; write results.json/.md, a plot and episode strips"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the command's arguments."""
+    parser.add_argument("--policy", action="append", required=True, metavar="NAME[:ARG]",
+                        help="policy to score (repeatable): random, grid, clicker, clicker-tta, aop, sapnet, "
+                             "alignsam:RUN_DIR, or module.path:Class[@ARG]")
+    parser.add_argument("--dataset", required=True,
+                        help="'synthetic-shapes' or a folder with images/ and masks/ (e.g. ../shared/data/GrabCut)")
+    parser.add_argument("--void", type=int, action="append", default=None, metavar="VALUE",
+                        help="mask value to ignore (repeatable; the shared benchmark folders have presets)")
+    add_backend_arguments(parser)
+    parser.add_argument("--max-clicks", type=int, default=20, help="click budget per episode (default: %(default)s)")
+    parser.add_argument("--episodes", type=int, default=None,
+                        help="use the first N samples of the dataset (default: all)")
+    parser.add_argument("--seeds", default="0", help="comma-separated reset seeds, each sample runs once per seed "
+                                                      "(default: %(default)s)")
+    parser.add_argument("--grid", default="10x10", help="patch grid ROWSxCOLS (default: %(default)s)")
+    parser.add_argument("--save-episodes", type=int, default=0, metavar="K",
+                        help="draw the first K episodes of each policy into OUT/episodes/ (default: 0)")
+    parser.add_argument("--task-metrics", choices=("auto", "on", "off"), default="auto",
+                        help="MAE, F-beta, E-measure, BER of the final masks; auto = on for binary folder "
+                             "datasets (default: %(default)s)")
+    parser.add_argument("--cache-dir", default=None, help="on-disk embedding cache folder (default: memory only)")
+    parser.add_argument("--out", default="runs/eval", help="output folder (default: %(default)s)")
+
+
+def parse_grid(text: str) -> tuple[int, int]:
+    """Parse ``"ROWSxCOLS"`` (e.g. ``"10x10"``) into ``(rows, cols)``."""
+    parts = str(text).lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) >= 1 for p in parts):
+        raise ValueError(f"Expected --grid as ROWSxCOLS with positive integers (e.g. 10x10), got {text!r}")
+    return int(parts[0]), int(parts[1])
+
+
+def parse_seeds(text: str) -> list[int]:
+    """Parse ``"0,1,2"`` into ``[0, 1, 2]`` (distinct non-negative integers)."""
+    try:
+        seeds = [int(s) for s in str(text).split(",") if s.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise ValueError(f"Expected --seeds as distinct comma-separated non-negative integers (e.g. 0,1,2), "
+                         f"got {text!r}")
+    return seeds
+
+
+def build_policies(specs: Sequence[str]) -> dict[str, Any]:
+    """Build each policy spec with :func:`agents.registry.make_policy`, keyed by its spec.
+
+    Raises:
+        ValueError: On a repeated spec, an unknown name, or a registered policy whose module is not
+            importable.
+    """
+    from agents.registry import POLICIES, make_policy
+
+    if len(set(specs)) != len(specs):
+        raise ValueError(f"Expected each --policy once, got {list(specs)}")
+    policies = {}
+    for spec in specs:
+        try:
+            policies[spec] = make_policy(spec)
+        except ImportError as exc:
+            if spec.partition(":")[0] not in POLICIES:
+                raise
+            raise ValueError(f"Policy {spec!r} is registered but could not be imported ({exc})") from exc
+    return policies
+
+
+@dataclass
+class EvalSettings:
+    """What an evaluation runs.
+
+    Attributes:
+        max_clicks: Click budget.
+        indices: Dataset indices.
+        seeds: Reset seeds.
+        grid: Patch grid ``(rows, cols)``.
+        save_episodes: Episode strips per policy.
+        task_metrics: Score final masks with the binary-task metrics.
+        command: The command line recorded in the results.
+    """
+
+    max_clicks: int
+    indices: list[int]
+    seeds: list[int]
+    grid: tuple[int, int] = (10, 10)
+    save_episodes: int = 0
+    task_metrics: bool = False
+    command: str = ""
+
+
+def evaluate(policies: dict[str, Any], dataset: Any, backend: Any, settings: EvalSettings, out: str | Path,
+             cache_dir: str | Path | None = None, show_progress: bool = True) -> dict[str, Any]:
+    """Run the comparison and write ``results.json``, ``results.md``, the plot and episode strips into ``out``.
+
+    Args:
+        policies: Report name -> policy.
+        dataset: The dataset (episodes are ``settings.indices`` x ``settings.seeds``).
+        backend: The one backend shared by every policy's env.
+        settings: See :class:`EvalSettings`.
+        out: Output folder.
+        cache_dir: Optional on-disk embedding cache.
+        show_progress: Show tqdm progress bars.
+
+    Returns:
+        The results dict (also in ``out/results.json``).
+    """
+    from tqdm import tqdm
+
+    from sam_gym.cache import EmbeddingCache
+    from sam_gym.evaluation import compare_policies, encode_images
+    from sam_gym.reporting import build_results, plot_iou_vs_clicks, save_episode_strips, write_results
+
+    out = Path(out)
+    n_images = len(settings.indices)
+    cache = EmbeddingCache(backend, cache_dir=cache_dir, max_items=max(64, min(n_images, 1024)))
+    with tqdm(total=n_images, desc=f"encode ({backend.name})", unit="img", disable=not show_progress) as bar:
+        encode_seconds = encode_images(cache, dataset, settings.indices, progress=bar.update)
+    n_episodes = n_images * len(settings.seeds)
+    with tqdm(total=n_episodes * len(policies), desc="episodes", unit="ep", disable=not show_progress) as bar:
+        def progress(name: str) -> Any:
+            bar.set_postfix_str(name)
+            return bar.update
+
+        start = time.perf_counter()
+        runs = compare_policies(policies, dataset, cache, max_clicks=settings.max_clicks, grid=settings.grid,
+                                indices=settings.indices, seeds=settings.seeds, record_masks=settings.save_episodes,
+                                task_metrics=settings.task_metrics, progress=progress)
+        elapsed = time.perf_counter() - start
+    results = build_results(runs, backend=backend, dataset=str(dataset.name), max_clicks=settings.max_clicks,
+                            command=settings.command,
+                            extra={"grid": list(settings.grid), "seeds": settings.seeds, "n_samples": n_images,
+                                   "indices": settings.indices,
+                                   "encode_ms_per_image": 1000.0 * encode_seconds,
+                                   "episodes_seconds": elapsed})
+    write_results(results, out)
+    plot_iou_vs_clicks(results, out / "iou_vs_clicks.png")
+    if settings.save_episodes:
+        for run in runs:
+            save_episode_strips(run, dataset, out / "episodes", limit=settings.save_episodes)
+    return results
+
+
+def _task_metrics_enabled(choice: str, dataset: Any) -> bool:
+    if choice != "auto":
+        return choice == "on"
+    from sam_gym.data import FolderDataset
+
+    base = getattr(dataset, "dataset", dataset)  # a Subset's underlying dataset
+    return isinstance(base, FolderDataset) and base.mode == "binary"
+
+
+def _command_line(args: argparse.Namespace) -> str:
+    """The canonical command line that reproduces this run (every option spelled out)."""
+    argv = ["sam-gym", "eval"]
+    for spec in args.policy:
+        argv += ["--policy", spec]
+    argv += ["--dataset", str(args.dataset)]
+    for value in args.void or ():
+        argv += ["--void", str(value)]
+    argv += ["--backend", args.backend]
+    for flag, value in (("--checkpoint", args.checkpoint), ("--device", args.device),
+                        ("--episodes", args.episodes), ("--cache-dir", args.cache_dir)):
+        if value is not None:
+            argv += [flag, str(value)]
+    if args.half:
+        argv.append("--half")
+    argv += ["--max-clicks", str(args.max_clicks), "--seeds", args.seeds, "--grid", args.grid,
+             "--save-episodes", str(args.save_episodes), "--task-metrics", args.task_metrics, "--out", str(args.out)]
+    return shlex.join(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Validate everything cheap first, then build the backend once and score every policy."""
+    grid = parse_grid(args.grid)
+    seeds = parse_seeds(args.seeds)
+    if args.max_clicks < 1:
+        raise ValueError(f"Expected --max-clicks >= 1, got {args.max_clicks}")
+    if args.episodes is not None and args.episodes < 1:
+        raise ValueError(f"Expected --episodes >= 1, got {args.episodes}")
+    if args.save_episodes < 0:
+        raise ValueError(f"Expected --save-episodes >= 0, got {args.save_episodes}")
+    policies = build_policies(args.policy)
+    dataset = dataset_from_args(argparse.Namespace(dataset=args.dataset, void=args.void, limit=args.episodes))
+    backend = backend_from_args(args)
+    settings = EvalSettings(max_clicks=args.max_clicks, indices=list(range(len(dataset))), seeds=seeds, grid=grid,
+                            save_episodes=args.save_episodes,
+                            task_metrics=_task_metrics_enabled(args.task_metrics, dataset),
+                            command=_command_line(args))
+    results = evaluate(policies, dataset, backend, settings, args.out, cache_dir=args.cache_dir)
+    from sam_gym.reporting import results_markdown
+
+    print(results_markdown(results))
+    print(f"wrote {Path(args.out) / 'results.json'}, results.md, iou_vs_clicks.png"
+          + (f", episodes/ ({args.save_episodes} per policy)" if args.save_episodes else ""))
+    return 0
