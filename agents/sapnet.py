@@ -44,6 +44,7 @@ from agents.aop.frame import FRAME_SIDE, frame_features
 from agents.aop.predictor import object_points
 from agents.aop.scenes import Scene
 from agents.base import PromptPolicy
+from sam_gym.atomic import atomic_write, atomic_write_bytes
 from sam_gym.backends.base import Embedding, PromptableSegmenter
 from sam_gym.metrics import iou
 
@@ -370,25 +371,14 @@ def fit(
 
 def save_sapnet(model: SAPNet, out_dir: str | Path, extra: dict[str, Any] | None = None) -> Path:
     """Write ``out_dir/sapnet.pt`` and ``sapnet.json`` atomically (temp file + ``os.replace``)."""
-    import tempfile
-
     out = Path(out_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     config = asdict(model.config)
     blob = {"format": _FORMAT, "config": config,
             "state_dict": {k: v.detach().cpu() for k, v in model.head.state_dict().items()}}
-    for name, write in ((SAPNET_FILE, lambda tmp: torch.save(blob, tmp)),
-                        ("sapnet.json", lambda tmp: Path(tmp).write_text(
-                            json.dumps({"format": _FORMAT, "config": config, **(extra or {})}, indent=2) + "\n",
-                            encoding="utf-8"))):
-        fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            write(tmp)
-            os.replace(tmp, out / name)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+    atomic_write(out / SAPNET_FILE, lambda fh: torch.save(blob, fh))
+    text = json.dumps({"format": _FORMAT, "config": config, **(extra or {})}, indent=2)
+    atomic_write_bytes(out / "sapnet.json", (text + "\n").encode())
     return out / SAPNET_FILE
 
 

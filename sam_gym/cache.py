@@ -14,12 +14,9 @@ entry. Two levels:
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
-import os
 import re
-import tempfile
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -27,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sam_gym.atomic import atomic_write
 from sam_gym.backends.base import Embedding, PromptableSegmenter, validate_image
 
 __all__ = ["CacheStats", "EmbeddingCache", "image_key"]
@@ -159,18 +157,11 @@ class EmbeddingCache:
         arrays = self.backend.embedding_to_arrays(embedding)
         meta = {"version": _FORMAT_VERSION, "key": key, "model_id": self.backend.model_id,
                 "sha256": _arrays_digest(arrays)}
-        buffer = io.BytesIO()
-        np.savez(buffer, __meta__=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
         path = self._path(key)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{key}.", suffix=".tmp")
+        meta_bytes = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
         try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(buffer.getvalue())
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
+            atomic_write(path, lambda fh: np.savez(fh, __meta__=meta_bytes, **arrays))
         except OSError as exc:
-            Path(tmp).unlink(missing_ok=True)
             warnings.warn(f"Could not write the embedding cache entry {path}: {exc}", stacklevel=3)
 
     def _read(self, key: str) -> Embedding | None:

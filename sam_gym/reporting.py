@@ -18,15 +18,14 @@ matplotlib (Agg) and OpenCV are imported inside the functions that draw.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from sam_gym.atomic import atomic_write, atomic_write_bytes
 from sam_gym.evaluation import EpisodeRecord, PolicyRun
 from sam_gym.metrics import summarize_episodes
 
@@ -186,18 +185,6 @@ def results_markdown(results: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_results(results: Mapping[str, Any], out_dir: str | Path) -> tuple[Path, Path]:
     """Write ``out_dir/results.json`` and ``out_dir/results.md`` atomically.
 
@@ -206,8 +193,8 @@ def write_results(results: Mapping[str, Any], out_dir: str | Path) -> tuple[Path
     """
     out = Path(out_dir)
     json_path, md_path = out / "results.json", out / "results.md"
-    _atomic_write(json_path, (json.dumps(results, indent=2) + "\n").encode())
-    _atomic_write(md_path, results_markdown(results).encode())
+    atomic_write_bytes(json_path, (json.dumps(results, indent=2) + "\n").encode())
+    atomic_write_bytes(md_path, results_markdown(results).encode())
     return json_path, md_path
 
 
@@ -246,10 +233,8 @@ def plot_iou_vs_clicks(results: Mapping[str, Any], path: str | Path) -> Path:
     ax.set_title(f"Mean IoU vs clicks on {results['dataset']}\nbackend: {results['backend_description']}{kind}",
                  fontsize=10)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp)
+    atomic_write(path, lambda fh: fig.savefig(fh, format="png"))
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 
@@ -337,6 +322,6 @@ def save_episode_strips(run: PolicyRun, dataset: Any, out_dir: str | Path, limit
         ok, encoded = cv2.imencode(".png", cv2.cvtColor(strip, cv2.COLOR_RGB2BGR))
         if not ok:
             raise RuntimeError(f"OpenCV could not encode the episode strip {path}")
-        _atomic_write(path, encoded.tobytes())
+        atomic_write_bytes(path, encoded.tobytes())
         paths.append(path)
     return paths

@@ -11,7 +11,6 @@ import hashlib
 import io
 import logging
 import urllib.error
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -21,49 +20,12 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("segment_anything")
 
 from segment_anything import SamPredictor  # noqa: E402
-from segment_anything.modeling import (  # noqa: E402
-    ImageEncoderViT,
-    MaskDecoder,
-    PromptEncoder,
-    Sam,
-    TwoWayTransformer,
-)
 
 from sam_gym.backends import make_backend  # noqa: E402
 from sam_gym.backends import weights as W  # noqa: E402
 from sam_gym.backends.base import Embedding  # noqa: E402
 from sam_gym.backends.sam import SamBackend  # noqa: E402
-
-
-def tiny_sam(seed: int = 0) -> Sam:
-    """A real ``Sam`` with a 256-pixel input: (256, 16, 16) embedding, (64, 64) low-res logits."""
-    torch.manual_seed(seed)
-    return Sam(
-        image_encoder=ImageEncoderViT(
-            img_size=256,
-            patch_size=16,
-            embed_dim=32,
-            depth=2,
-            num_heads=2,
-            mlp_ratio=2.0,
-            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
-            qkv_bias=True,
-            use_rel_pos=True,
-            global_attn_indexes=(1,),
-            window_size=4,
-            out_chans=256,
-        ),
-        prompt_encoder=PromptEncoder(
-            embed_dim=256, image_embedding_size=(16, 16), input_image_size=(256, 256), mask_in_chans=16
-        ),
-        mask_decoder=MaskDecoder(
-            num_multimask_outputs=3,
-            transformer=TwoWayTransformer(depth=2, embedding_dim=256, mlp_dim=64, num_heads=8),
-            transformer_dim=256,
-            iou_head_depth=3,
-            iou_head_hidden_dim=64,
-        ),
-    )
+from sam_gym.testing import tiny_sam  # noqa: E402
 
 
 def make_image(h: int, w: int, seed: int = 0) -> np.ndarray:

@@ -6,8 +6,6 @@ random weights) stands in for ViT-B. Points are ``(x, y)`` image pixels; masks `
 
 from __future__ import annotations
 
-from functools import partial
-
 import numpy as np
 import pytest
 
@@ -15,11 +13,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("segment_anything")
 
 from segment_anything.modeling import (  # noqa: E402
-    ImageEncoderViT,
-    MaskDecoder,
-    PromptEncoder,
     Sam,
-    TwoWayTransformer,
 )
 
 from agents.clicker import ClickerPolicy, ClickerTTAPolicy  # noqa: E402
@@ -30,27 +24,14 @@ from sam_gym.cache import EmbeddingCache  # noqa: E402
 from sam_gym.data import Sample, SyntheticShapes  # noqa: E402
 from sam_gym.envs import SamPromptEnv  # noqa: E402
 from sam_gym.evaluation import run_episodes  # noqa: E402
+from sam_gym.testing import tiny_sam  # noqa: E402
 
 DIM = 32
 
 
 def small_sam(seed: int = 0) -> Sam:
     """A real ``Sam`` with a 128-pixel input, 32 channels: (32, 8, 8) embedding, (32, 32) low-res logits."""
-    torch.manual_seed(seed)
-    return Sam(
-        image_encoder=ImageEncoderViT(
-            img_size=128, patch_size=16, embed_dim=DIM, depth=1, num_heads=2, mlp_ratio=2.0,
-            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), qkv_bias=True, use_rel_pos=False,
-            global_attn_indexes=(), window_size=0, out_chans=DIM,
-        ),
-        prompt_encoder=PromptEncoder(embed_dim=DIM, image_embedding_size=(8, 8), input_image_size=(128, 128),
-                                     mask_in_chans=8),
-        mask_decoder=MaskDecoder(
-            num_multimask_outputs=3,
-            transformer=TwoWayTransformer(depth=1, embedding_dim=DIM, mlp_dim=32, num_heads=2),
-            transformer_dim=DIM, iou_head_depth=2, iou_head_hidden_dim=16,
-        ),
-    )
+    return tiny_sam(seed, img_size=128, dim=DIM, encoder_depth=1, decoder_depth=1)
 
 
 class _Classes:

@@ -19,25 +19,10 @@ SMALL = dict(dataset="synthetic-shapes", dataset_kwargs=dict(n=6))
 
 def tiny_sam_backend() -> PromptableSegmenter:
     """A real ``Sam`` (segment-anything classes) with a 256-pixel input and random weights."""
-    torch = pytest.importorskip("torch")
     pytest.importorskip("segment_anything")
-    from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
+    from sam_gym.testing import tiny_sam_backend as build
 
-    from sam_gym.backends.sam import SamBackend
-
-    torch.manual_seed(0)
-    model = Sam(
-        image_encoder=ImageEncoderViT(img_size=256, patch_size=16, embed_dim=32, depth=1, num_heads=2,
-                                      mlp_ratio=2.0, norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
-                                      qkv_bias=True, use_rel_pos=True, global_attn_indexes=(0,), window_size=4,
-                                      out_chans=256),
-        prompt_encoder=PromptEncoder(embed_dim=256, image_embedding_size=(16, 16), input_image_size=(256, 256),
-                                     mask_in_chans=16),
-        mask_decoder=MaskDecoder(num_multimask_outputs=3,
-                                 transformer=TwoWayTransformer(depth=2, embedding_dim=256, mlp_dim=64, num_heads=8),
-                                 transformer_dim=256, iou_head_depth=3, iou_head_hidden_dim=64),
-    )
-    return SamBackend(model=model, device="cpu")
+    return build(encoder_depth=1)
 
 
 def _assert_same_info(got: dict, want: dict, atol: float) -> None:

@@ -93,14 +93,18 @@ class SemanticRecalibrationModule(nn.Module):
         in_channels: Channels ``C`` of the backend's embedding (10 classical, 256 SAM).
         explicit: Add the explicit (CLIP-Surgery) branch.
         hidden: Channels of every block.
+        context_channels: Extra channels of the implicit input (the mask-context channels of
+            :meth:`Recalibrator.inputs`, 0 for the paper's input).
     """
 
-    def __init__(self, in_channels: int, explicit: bool, hidden: int = 32) -> None:
+    def __init__(self, in_channels: int, explicit: bool, hidden: int = 32, context_channels: int = 0) -> None:
         super().__init__()
-        if in_channels < 1 or hidden < 8 or hidden % 8:
-            raise ValueError(f"Expected in_channels >= 1 and hidden a multiple of 8, got {in_channels}, {hidden}")
+        if in_channels < 1 or hidden < 8 or hidden % 8 or context_channels < 0:
+            raise ValueError(f"Expected in_channels >= 1, hidden a multiple of 8 and context_channels >= 0, got "
+                             f"{in_channels}, {hidden}, {context_channels}")
         self.explicit = explicit
-        self.implicit_branch = nn.Sequential(_conv_block(in_channels + 1, hidden), _conv_block(hidden, hidden))
+        self.implicit_branch = nn.Sequential(_conv_block(in_channels + 1 + context_channels, hidden),
+                                             _conv_block(hidden, hidden))
         self.explicit_branch = (
             nn.Sequential(
                 _conv_block(in_channels + 1, hidden), _conv_block(hidden, hidden), _conv_block(hidden, hidden),
@@ -116,7 +120,8 @@ class SemanticRecalibrationModule(nn.Module):
         """Return foreground logits ``(B, 1, S, S)``.
 
         Args:
-            implicit: ``(B, C + 1, S, S)``: ``E * M`` and the previous mask probability ``M``.
+            implicit: ``(B, C + 1 [+ 2], S, S)``: ``E * M``, the previous mask probability ``M`` and,
+                with context channels, the feature distances to the mask's inside and outside means.
             explicit: ``(B, C + 1, S, S)``: ``E * M_c`` and the CLIP-Surgery map ``M_c``; required
                 exactly when the module has the explicit branch.
         """
@@ -160,6 +165,10 @@ class SRMConfig:
         lr: Adam learning rate.
         batch_size: Samples per update (newest first, then replayed ones).
         buffer_size: Capacity of the replay buffer of recent samples.
+        context: Add two mask-context input channels (not in the paper): each cell's feature distance
+            to the mean feature inside the previous mask and to the mean outside it. The paper's
+            two 3 x 3 blocks see only 5 x 5 cells, too little to compare a cell with the object;
+            ``False`` (the default, for runs saved before this option) is the paper's input.
     """
 
     mode: str = "implicit"
@@ -172,6 +181,7 @@ class SRMConfig:
     lr: float = 1e-3
     batch_size: int = 8
     buffer_size: int = 256
+    context: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in ("implicit", "explicit"):
@@ -206,8 +216,8 @@ class Recalibrator:
         self.device = torch.device(device)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.module = SemanticRecalibrationModule(config.in_channels, config.mode == "explicit",
-                                                      config.hidden).to(self.device)
+            self.module = SemanticRecalibrationModule(config.in_channels, config.mode == "explicit", config.hidden,
+                                                      2 if config.context else 0).to(self.device)
         self.optimizer = torch.optim.Adam(self.module.parameters(), lr=config.lr)
         self._rng = np.random.default_rng(seed)
         self._buffer: list[tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]] = []
@@ -239,7 +249,11 @@ class Recalibrator:
         return hit
 
     def inputs(self, view: EpisodeView, with_mask: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
-        """Return the implicit input ``(C + 1, S, S)`` and the explicit one (or ``None``) for a view.
+        """Return the implicit input ``(C + 1 [+ 2], S, S)`` and the explicit one (or ``None``) for a view.
+
+        With ``config.context`` the implicit input also holds, per cell, the RMS distance of the plain
+        embedding to its mean inside the previous mask (weights ``M``) and outside it (weights
+        ``1 - M``; the inside mean when the mask covers everything, as in the mask-free state).
 
         Args:
             view: The episode's view (its current mask is the previous mask ``M``).
@@ -251,7 +265,11 @@ class Recalibrator:
             state, mask = view.backend.observe(view.embedding, view.mask_logits, (size, size), (size, size))
         else:
             state, mask = plain, np.ones((size, size), dtype=np.float32)
-        implicit = np.concatenate([np.asarray(state, np.float32), np.asarray(mask, np.float32)[None]])
+        mask = np.asarray(mask, np.float32)
+        channels = [np.asarray(state, np.float32), mask[None]]
+        if self.config.context:
+            channels.append(_context(plain, mask))
+        implicit = np.concatenate(channels)
         if self.config.mode != "explicit":
             return implicit, None
         return implicit, np.concatenate([plain * clip_map[None], clip_map[None]]).astype(np.float32)
@@ -278,6 +296,89 @@ class Recalibrator:
             self._next_slot = (self._next_slot + 1) % self.config.buffer_size
             added += 1
         return added
+
+    def sample(self, view: EpisodeView, with_mask: bool = True) -> tuple[np.ndarray, np.ndarray | None, np.ndarray,
+                                                                         np.ndarray]:
+        """One training sample ``(implicit, explicit, target, weight)`` of a view (see :meth:`inputs`)."""
+        return (*self.inputs(view, with_mask), *self.target(view))
+
+    def collect(self, env: Any, indices: Sequence[int], episodes: int, clicks: int,
+                seed: int = 0) -> list[tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]]:
+        """Run short episodes on labelled images and return the SRM samples of every state visited.
+
+        The warm-up data of :meth:`pretrain` and the held-out data of :meth:`map_metrics`. Each
+        image gives its mask-free sample once, then ``episodes`` episodes of ``clicks`` clicks, each
+        on a not-yet-clicked patch centre: with probability 1/2 one on the ground-truth foreground
+        (the trained agent's clicks land there often), otherwise a uniformly random one. Labels and
+        initial prompts are whatever ``env`` was built with (training: ``label_mode="oracle"``,
+        ``init_prompts="gt_pair"``).
+
+        Args:
+            env: A :class:`~sam_gym.envs.SamPromptEnv` (unwrapped) in ``action_mode="patch"``.
+            indices: Dataset indices of ``env`` to visit (they must be labelled training images,
+                or held-out images used only for measuring).
+            episodes: Episodes per image.
+            clicks: Clicks per episode (at most the env's budget).
+            seed: Seeds the ``reset`` calls and the click choice.
+        """
+        rng = np.random.default_rng(seed)
+        samples = []
+        for index in indices:
+            for episode in range(episodes):
+                env.reset(seed=int(rng.integers(2**31 - 1)), options={"index": int(index)})
+                view = env.episode_view()
+                if episode == 0:
+                    samples.append(self.sample(view, with_mask=False))
+                samples.append(self.sample(view))
+                centres = view.grid.centers()
+                on_target = np.array([view.sample.target[view.grid.pixel(x, y)] for x, y in centres], dtype=bool)
+                for _ in range(min(clicks, env.max_clicks)):
+                    valid = np.asarray(env.action_masks(), dtype=bool)
+                    preferred = valid & on_target if rng.random() < 0.5 else valid
+                    choices = np.flatnonzero(preferred if preferred.any() else valid)
+                    _, _, terminated, truncated, _ = env.step(int(rng.choice(choices)))
+                    samples.append(self.sample(env.episode_view()))
+                    if terminated or truncated:
+                        break
+        return samples
+
+    def pretrain(self, samples: Sequence[tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]],
+                 steps: int, batch_size: int = 16, seed: int = 0) -> list[float]:
+        """Supervised warm-up (not in the paper): ``steps`` Dice + BCE steps on random minibatches of ``samples``.
+
+        Returns:
+            The loss of every step.
+        """
+        if not samples:
+            raise ValueError("Expected at least one warm-up sample, got none")
+        rng = np.random.default_rng(seed)
+        self.module.train()
+        size = min(batch_size, len(samples))
+        return [self.step([samples[i] for i in rng.choice(len(samples), size=size, replace=False)])
+                for _ in range(steps)]
+
+    @torch.no_grad()
+    def map_metrics(self, samples: Sequence[tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]]
+                    ) -> dict[str, float]:
+        """Cell accuracy of the thresholded map (>= 0.5) on ``samples`` (e.g. collected on held-out images).
+
+        Returns:
+            ``accuracy`` (valid cells), ``fg_accuracy`` (cells at least half foreground), ``bg_accuracy``
+            (the other valid cells) and ``balanced_accuracy`` (the mean of the last two).
+        """
+        self.module.eval()
+        counts = np.zeros(4)  # correct fg, fg, correct bg, bg
+        for implicit, explicit, target, weight in samples:
+            logits = self.module(torch.from_numpy(implicit[None]).to(self.device),
+                                 None if explicit is None else torch.from_numpy(explicit[None]).to(self.device))
+            pred = (torch.sigmoid(logits)[0].cpu().numpy() >= 0.5)
+            fg, valid = target >= 0.5, weight > 0
+            counts += [(pred & fg & valid).sum(), (fg & valid).sum(), (~pred & ~fg & valid).sum(), (~fg & valid).sum()]
+        fg_acc = counts[0] / max(counts[1], 1)
+        bg_acc = counts[2] / max(counts[3], 1)
+        return {"accuracy": float((counts[0] + counts[2]) / max(counts[1] + counts[3], 1)),
+                "fg_accuracy": float(fg_acc), "bg_accuracy": float(bg_acc),
+                "balanced_accuracy": float((fg_acc + bg_acc) / 2)}
 
     def update(self, views: Sequence[EpisodeView], q: int) -> float:
         """Add the views' samples and take ``q`` optimiser steps; return the mean loss."""
@@ -363,6 +464,17 @@ class Recalibrator:
         except (RuntimeError, KeyError, ValueError) as exc:
             raise ValueError(f"Expected {weights_path} to match {config_path}: {exc}") from exc
         return srm
+
+
+def _context(plain: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``(2, S, S)``: RMS distance of each cell's feature to the mask-weighted mean inside and outside the mask."""
+    inside = np.clip(mask, 0.0, 1.0)[None]
+    outside = 1.0 - inside
+    mean_in = (plain * inside).sum(axis=(1, 2)) / max(float(inside.sum()), 1e-6)
+    mean_out = ((plain * outside).sum(axis=(1, 2)) / float(outside.sum())
+                if float(outside.sum()) > 1e-3 else mean_in)
+    dist = [np.sqrt(np.mean((plain - m[:, None, None]) ** 2, axis=0)) for m in (mean_in, mean_out)]
+    return np.stack(dist).astype(np.float32)
 
 
 class _Labeller:

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -36,6 +34,7 @@ from torch import nn
 
 from agents.aop.frame import FRAME_SIDE, frame_features
 from agents.aop.scenes import Scene
+from sam_gym.atomic import atomic_write, atomic_write_bytes
 from sam_gym.backends.base import Embedding, PromptableSegmenter
 
 __all__ = [
@@ -282,17 +281,6 @@ def train_predictor(
     return model.eval(), losses
 
 
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_predictor(model: PromptPredictor, out_dir: str | Path, extra: dict[str, Any] | None = None) -> Path:
     """Write ``out_dir/aop_predictor.pt`` (config + weights) and ``aop_predictor.json`` atomically.
 
@@ -308,10 +296,10 @@ def save_predictor(model: PromptPredictor, out_dir: str | Path, extra: dict[str,
     out.mkdir(parents=True, exist_ok=True)
     config = asdict(model.config)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    _atomic_write(out / PREDICTOR_FILE, lambda tmp: torch.save({"format": _FORMAT, "config": config,
-                                                                "state_dict": state}, tmp))
+    atomic_write(out / PREDICTOR_FILE, lambda fh: torch.save({"format": _FORMAT, "config": config,
+                                                              "state_dict": state}, fh))
     text = json.dumps({"format": _FORMAT, "config": config, **(extra or {})}, indent=2)
-    _atomic_write(out / CONFIG_FILE, lambda tmp: Path(tmp).write_text(text + "\n", encoding="utf-8"))
+    atomic_write_bytes(out / CONFIG_FILE, (text + "\n").encode())
     return out / PREDICTOR_FILE
 
 

@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 from pathlib import Path
 
+from sam_gym.atomic import atomic_write_bytes
 from sam_gym.commands.common import add_backend_arguments, add_dataset_arguments, backend_from_args, dataset_from_args
 
 HELP = "measure decoder, env and vector-env throughput, encoder speed and memory growth"
@@ -77,15 +76,6 @@ def run(args: argparse.Namespace) -> int:
         env_kwargs={"info_iou": args.info_iou},
     )
     results["arguments"] = {k: str(v) for k, v in sorted(vars(args).items()) if not k.startswith("_")}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(results, fh, indent=2)
-            fh.write("\n")
-        os.replace(tmp, out)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    out = atomic_write_bytes(Path(args.out), (json.dumps(results, indent=2) + "\n").encode())
     print(f"wrote {out}")
     return 0
