@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sam_gym.data import Sample, SegmentationDataset
+from sam_gym.data.synthetic import ELLIPSE, RECTANGLE, TRIANGLE, shape_mask
 
 __all__ = ["MultiInstanceScenes", "Scene", "coco_mval_key", "group_scenes", "sample_key"]
 
@@ -172,16 +173,6 @@ class MultiInstanceScenes:
 def _shape(rng: np.random.Generator, kind: int, yy: np.ndarray, xx: np.ndarray, h: int, w: int) -> np.ndarray:
     cy, cx = rng.uniform(0.15, 0.85) * h, rng.uniform(0.15, 0.85) * w
     ry, rx = rng.uniform(0.07, 0.18) * h, rng.uniform(0.07, 0.18) * w
-    if kind == 1:
-        return ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1.0
-    if kind == 2:
-        return (np.abs(yy - cy) <= ry) & (np.abs(xx - cx) <= rx)
-    angles = rng.uniform(0, 2 * np.pi) + np.array([0, 2 * np.pi / 3, 4 * np.pi / 3])
-    pts = np.stack([cx + 1.3 * rx * np.cos(angles), cy + 1.3 * ry * np.sin(angles)], axis=1)
-    inside = np.ones((h, w), dtype=bool)
-    for i in range(3):
-        (x0, y0), (x1, y1) = pts[i], pts[(i + 1) % 3]
-        cross = (x1 - x0) * (yy - y0) - (y1 - y0) * (xx - x0)
-        centre_side = (x1 - x0) * (cy - y0) - (y1 - y0) * (cx - x0)
-        inside &= cross * np.sign(centre_side) >= 0
-    return inside
+    shape = {1: ELLIPSE, 2: RECTANGLE}.get(kind, TRIANGLE)
+    angle = rng.uniform(0, 2 * np.pi) if shape == TRIANGLE else 0.0
+    return shape_mask(shape, (cy, cx), (ry, rx), yy, xx, angle, triangle_scale=1.3)

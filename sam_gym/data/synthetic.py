@@ -12,7 +12,42 @@ import numpy as np
 
 from sam_gym.data.base import Sample
 
-__all__ = ["SyntheticShapes"]
+__all__ = ["SyntheticShapes", "shape_mask"]
+
+#: Shape kinds drawn by :func:`shape_mask`.
+ELLIPSE, RECTANGLE, TRIANGLE = 0, 1, 2
+
+
+def shape_mask(
+    kind: int, centre: tuple[float, float], radii: tuple[float, float], yy: np.ndarray, xx: np.ndarray,
+    angle: float = 0.0, triangle_scale: float = 1.0,
+) -> np.ndarray:
+    """Return the ``(H, W)`` bool mask of an axis-aligned ellipse or rectangle, or a triangle.
+
+    Args:
+        kind: :data:`ELLIPSE`, :data:`RECTANGLE` or :data:`TRIANGLE`.
+        centre: ``(cy, cx)`` in pixels (row, col).
+        radii: ``(ry, rx)`` half-extents in pixels.
+        yy: Row coordinate of every pixel (``np.mgrid``).
+        xx: Column coordinate of every pixel.
+        angle: Rotation of the triangle's first vertex, radians.
+        triangle_scale: Distance of the triangle's vertices from the centre, in radii.
+    """
+    (cy, cx), (ry, rx) = centre, radii
+    if kind == ELLIPSE:
+        return ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1.0
+    if kind == RECTANGLE:
+        return (np.abs(yy - cy) <= ry) & (np.abs(xx - cx) <= rx)
+    # triangle: three half-planes, each keeping the side of the centre
+    angles = angle + np.array([0, 2 * np.pi / 3, 4 * np.pi / 3])
+    pts = np.stack([cx + triangle_scale * rx * np.cos(angles), cy + triangle_scale * ry * np.sin(angles)], axis=1)
+    inside = np.ones(yy.shape, dtype=bool)
+    for i in range(3):
+        (x0, y0), (x1, y1) = pts[i], pts[(i + 1) % 3]
+        cross = (x1 - x0) * (yy - y0) - (y1 - y0) * (xx - x0)
+        centre_side = (x1 - x0) * (cy - y0) - (y1 - y0) * (cx - x0)
+        inside &= cross * np.sign(centre_side) >= 0
+    return inside
 
 
 class SyntheticShapes:
@@ -84,17 +119,5 @@ class SyntheticShapes:
         cy, cx = rng.uniform(0.2, 0.8) * h, rng.uniform(0.2, 0.8) * w
         ry, rx = rng.uniform(0.1, 0.3) * h, rng.uniform(0.1, 0.3) * w
         kind = int(rng.integers(0, 3))
-        if kind == 0:
-            return ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1.0
-        if kind == 1:
-            return (np.abs(yy - cy) <= ry) & (np.abs(xx - cx) <= rx)
-        # triangle: three half-planes around the centre
-        angles = rng.uniform(0, 2 * np.pi) + np.array([0, 2 * np.pi / 3, 4 * np.pi / 3])
-        pts = np.stack([cx + rx * np.cos(angles), cy + ry * np.sin(angles)], axis=1)
-        inside = np.ones((h, w), dtype=bool)
-        for i in range(3):
-            (x0, y0), (x1, y1) = pts[i], pts[(i + 1) % 3]
-            cross = (x1 - x0) * (yy - y0) - (y1 - y0) * (xx - x0)
-            centre_side = (x1 - x0) * (cy - y0) - (y1 - y0) * (cx - x0)
-            inside &= cross * np.sign(centre_side) >= 0
-        return inside
+        angle = rng.uniform(0, 2 * np.pi) if kind == TRIANGLE else 0.0
+        return shape_mask(kind, (cy, cx), (ry, rx), yy, xx, angle)
