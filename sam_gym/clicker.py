@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from sam_gym.backends.base import Embedding, PromptableSegmenter
+from sam_gym.metrics import iou
 
 __all__ = ["next_click", "simulate_clicks"]
 
@@ -109,15 +110,6 @@ def next_click(
     return (*_first_argmax(fp_dist), 0)
 
 
-def _iou(pred: np.ndarray, target: np.ndarray, void: np.ndarray | None) -> float:
-    """Intersection over union of two bool masks with ``void`` pixels excluded (1.0 if both empty)."""
-    valid = ~void if void is not None else np.ones_like(target)
-    union = np.count_nonzero((pred | target) & valid)
-    if union == 0:
-        return 1.0
-    return float(np.count_nonzero(pred & target & valid)) / float(union)
-
-
 def simulate_clicks(
     backend: PromptableSegmenter,
     image: np.ndarray,
@@ -169,7 +161,7 @@ def simulate_clicks(
         out = backend.decode(emb, points, labels, mask_input=mask_input, multimask=len(clicks) == 1)
         pred = out.mask(out.best)
         mask_input = out.logits(out.best)
-        ious.append(_iou(pred, gt, void_mask))
+        ious.append(iou(pred, gt, void_mask))
         if stop_iou is not None and ious[-1] >= stop_iou:
             break
     return ious
