@@ -40,7 +40,7 @@ def main() -> int:
 def run(args: argparse.Namespace, out: Path) -> int:
     """Train into ``out``, evaluate, print."""
     if args.tiny:
-        config = TrainConfig(timesteps=100, n_steps=50, batch_size=50, n_epochs=1, n_train=8,
+        config = TrainConfig(timesteps=100, n_steps=50, batch_size=50, n_epochs=1, n_train=8, srm_warmup_steps=10,
                              dataset_kwargs={"n": 10}, out=str(out), backend=args.backend,
                              checkpoint=args.checkpoint, progress_bar=False)
     else:

@@ -24,7 +24,7 @@ from sam_gym.data import make_dataset  # noqa: E402
 from sam_gym.envs import SamPromptEnv  # noqa: E402
 
 TINY = ["--n-steps", "50", "--batch-size", "50", "--n-epochs", "2", "--n-envs", "2", "--n-train", "8",
-        "--no-progress", "--device", "cpu"]
+        "--srm-warmup-steps", "10", "--no-progress", "--device", "cpu"]
 
 
 @pytest.fixture(scope="module")
@@ -128,6 +128,41 @@ def test_srm_callables_give_labels_and_prompts_inside_image() -> None:
     assert prob.shape == (16, 16) and ((prob >= 0) & (prob <= 1)).all()
 
 
+def test_srm_context_channels_follow_the_prompts() -> None:
+    srm = Recalibrator(SRMConfig(in_channels=10, size=16, context=True), seed=0)
+    env = SamPromptEnv(dataset=make_dataset("synthetic-shapes", n=2), init_prompts="gt_pair", label_mode="oracle")
+    env.reset(seed=0, options={"index": 0})
+    view = env.episode_view()
+    implicit, _ = srm.inputs(view)
+    assert implicit.shape == (10 + 1 + 4, 16, 16) and np.isfinite(implicit).all()
+    height, width = view.sample.target.shape
+    (x, y), label = view.points[0], view.labels[0]
+    assert label == 1
+    cell = (int(y * 16 / height), int(x * 16 / width))
+    # Distance to the positive prompts' mean feature: zero at the single positive prompt's cell.
+    assert implicit[13][cell] == pytest.approx(0.0, abs=1e-5)
+    free, _ = srm.inputs(view, with_mask=False)
+    np.testing.assert_allclose(free[11], free[12])  # mask-free: no outside, no prompts -> inside mean
+
+
+def test_srm_warmup_collects_training_states_and_learns() -> None:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    srm = Recalibrator(SRMConfig(in_channels=10, size=16, context=True), seed=0)
+    env = SamPromptEnv(dataset=make_dataset("synthetic-shapes", n=4), init_prompts="gt_pair", label_mode="oracle")
+    samples = srm.collect(env, [0, 1, 2, 3], episodes=1, clicks=3, seed=0)
+    assert len(samples) == 4 * (1 + 1 + 3)  # mask-free + initial state + 3 clicks per image
+    before = srm.map_metrics(samples)
+    losses = srm.pretrain(samples, steps=60, batch_size=8)
+    after = srm.map_metrics(samples)
+    torch.set_num_threads(threads)
+    assert len(losses) == 60 and np.mean(losses[-10:]) < np.mean(losses[:10])
+    assert after["balanced_accuracy"] > before["balanced_accuracy"]
+    assert set(after) == {"accuracy", "fg_accuracy", "bg_accuracy", "balanced_accuracy"}
+    with pytest.raises(ValueError, match="warm-up sample"):
+        srm.pretrain([], steps=1)
+
+
 def test_srm_save_load_round_trip(tmp_path: Path) -> None:
     srm = Recalibrator(SRMConfig(in_channels=10, size=16), seed=3)
     view = _views(1)[0]
@@ -188,6 +223,7 @@ def test_training_writes_a_loadable_run(run_dir: Path) -> None:
     assert info["complete"] and info["num_timesteps"] >= 200
     assert info["backend"]["name"] == "classical" and "not SAM" in info["backend"]["description"]
     assert info["split"] == {"train": [0, 8], "held_out": [8, 64]}
+    assert info["srm_warmup"]["steps"] == 10 and info["srm_warmup"]["samples"] > 8
     assert any((run_dir / "tb").rglob("events.*"))
 
 
@@ -212,6 +248,24 @@ def test_policy_runs_through_run_episodes(run_dir: Path) -> None:
     with pytest.warns(UserWarning, match="max_clicks=15"):
         records = run_episodes(policy, longer, [8], seeds=[0])
     assert len(records[0].ious) == 20
+
+
+def test_srm_random_policy_uses_the_agents_srm_and_randoms_clicks(run_dir: Path) -> None:
+    from agents.alignsam.policy import AlignSAMPolicy, SRMRandomPolicy
+    from agents.simple import RandomPolicy
+    from sam_gym.evaluation import run_episodes
+
+    agent = AlignSAMPolicy.load(run_dir, device="cpu")
+    policy = SRMRandomPolicy(agent)
+    assert policy.env_kwargs == agent.env_kwargs and policy.oracle is False
+    env = SamPromptEnv(dataset="synthetic-shapes", max_clicks=4, **policy.env_kwargs)
+    ours = run_episodes(policy, env, [8], seeds=[3])[0]
+    plain = run_episodes(RandomPolicy(), SamPromptEnv(dataset="synthetic-shapes", max_clicks=4, **agent.env_kwargs),
+                         [8], seeds=[3])[0]
+    assert ours.points == plain.points and ours.labels == plain.labels  # same draws, same SRM labels
+    gt_start = agent.with_env_kwargs(init_prompts="gt_pair")
+    assert gt_start.env_kwargs["init_prompts"] == "gt_pair" and callable(agent.env_kwargs["init_prompts"])
+    assert gt_start.env_kwargs["label_mode"] is agent.env_kwargs["label_mode"]
 
 
 def test_save_load_round_trip_gives_identical_actions(run_dir: Path, tmp_path: Path) -> None:
@@ -269,14 +323,17 @@ def test_bad_run_dir_gives_clear_errors(tmp_path: Path, run_dir: Path) -> None:
 
 
 def test_experiments_tiny_end_to_end(tmp_path: Path) -> None:
-    from agents.alignsam.experiments import CONDITIONS, main
+    from agents.alignsam.experiments import CONDITIONS, SRM_MAP, main
 
     out = tmp_path / "exp"
     assert main(["--dataset-n", "12", "--n-train", "8", "--seeds", "0", "--timesteps", "100", "--n-steps", "50",
-                 "--n-epochs", "1", "--max-eval", "2", "--out", str(out)]) == 0
+                 "--n-epochs", "1", "--max-eval", "2", "--srm-warmup-steps", "10", "--out", str(out)]) == 0
     results = json.loads((out / "results.json").read_text())
-    assert set(results["summary"]) == set(CONDITIONS)
+    assert set(results["summary"]) == set(CONDITIONS) | {SRM_MAP}
     assert results["held_out"] == [8, 9]
-    for metrics in results["summary"].values():
+    for cond in CONDITIONS:
+        metrics = results["summary"][cond]
         assert 0.0 <= metrics["hit_rate"][0] <= 1.0 and 0.0 <= metrics["miou_final"][0] <= 1.0
-    assert "not SAM" in (out / "results.md").read_text()
+    assert 0.0 <= results["summary"][SRM_MAP]["balanced_accuracy"][0] <= 1.0
+    text = (out / "results.md").read_text()
+    assert "not SAM" in text and "SRM map on the held-out images" in text

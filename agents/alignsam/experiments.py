@@ -12,6 +12,8 @@ condition                 locations                     labels / initial prompts
 ``w/o SRM``               the agent                     all positive / none (paper: "w/o SRM")
 ``random w/o SRM``        random patches                all positive / none
 ``single step``           the agent, first click only   SRM / SRM (paper: "w/o multi-step interaction")
+``alignsam, GT init``     the agent (deterministic)     SRM / ground-truth pair (privileged, see below)
+``w/o RL, GT init``       random patches                SRM / ground-truth pair (privileged)
 ========================  ============================  ===============================================
 
 Metrics: foreground-hit rate (fraction of clicks on ground-truth foreground), mean IoU after the
@@ -19,7 +21,12 @@ last click (15) and after the first, SRM label accuracy (fraction of clicks whos
 ground truth at the point). Each is averaged over the held-out episodes of one training seed, then
 reported as mean +/- std over the training seeds. ``w/o SRM`` reuses the agent trained with the SRM
 (not retrained without it) and ``single step`` reads the first click of the 15-click episodes:
-both deviations from the paper are stated in the table. The random policy draws from the env's
+both deviations from the paper are stated in the table. The two ``GT init`` conditions are not in
+the paper: they start from one random ground-truth positive and one negative point (the training
+episodes' start, or a user's first clicks in interactive segmentation), which separates the
+quality of the clicks from the SRM's choice of the target; they read the ground truth and are
+reported as such. Each condition also reports how often the SRM's positive initial prompt is on
+the target and the final mIoU of those episodes and of the others. The random policy draws from the env's
 ``np_random``, so its episodes are reproducible from the seeds.
 
 Usage::
@@ -51,11 +58,33 @@ CONDITIONS: dict[str, str] = {
     "w/o SRM": "agent, all clicks positive, no initial prompt (same agent, not retrained)",
     "random w/o SRM": "random patches, all clicks positive, no initial prompt",
     "single step": "agent + SRM, IoU and hit rate of the first click only (T = 1)",
+    "alignsam, GT init": "agent + SRM labels, initial pair from the ground truth (privileged: target given)",
+    "w/o RL, GT init": "random patches + SRM labels, initial pair from the ground truth (privileged)",
 }
 
 
-def _metrics(records: Sequence[Any], first_only: bool = False) -> dict[str, float]:
-    """Per-condition means over episodes."""
+#: Key of the SRM's own held-out map accuracy in :func:`evaluate_run`'s result (not a click condition).
+SRM_MAP = "srm map"
+
+
+def _init_on_target(record: Any, dataset: Any) -> bool:
+    """Whether the positive initial prompt ``(x, y)`` is on the ground truth (pixel ``[floor(y), floor(x)]``)."""
+    target = dataset[record.index].target
+    for (x, y), label in zip(record.init_points, record.init_labels, strict=True):
+        if label == 1:
+            row = min(max(int(np.floor(y)), 0), target.shape[0] - 1)
+            col = min(max(int(np.floor(x)), 0), target.shape[1] - 1)
+            return bool(target[row, col])
+    return False
+
+
+def _metrics(records: Sequence[Any], dataset: Any, first_only: bool = False) -> dict[str, float]:
+    """Per-condition means over episodes.
+
+    With initial prompts, also the fraction of episodes whose positive initial prompt is on the
+    ground truth (``init_on_target``) and the final mIoU of those episodes and of the others
+    (``miou_final_good_init`` / ``miou_final_bad_init``; 0 when a group is empty).
+    """
     if first_only:
         hits = [float(r.on_target[0]) for r in records]
         label_ok = [float(r.labels[0] == int(r.on_target[0])) for r in records]
@@ -71,7 +100,19 @@ def _metrics(records: Sequence[Any], first_only: bool = False) -> dict[str, floa
         "miou_init": float(np.mean([r.init_iou for r in records])),
         "label_accuracy": float(np.mean(label_ok)),
         "episodes": float(len(records)),
+        **_init_split(records, final, dataset),
     }
+
+
+def _init_split(records: Sequence[Any], final: Sequence[float], dataset: Any) -> dict[str, float]:
+    """``init_on_target`` and the final mIoU split by it (empty without initial prompts)."""
+    if not any(r.init_labels for r in records):
+        return {}
+    good = np.array([_init_on_target(r, dataset) for r in records])
+    final_arr = np.asarray(final, dtype=float)
+    return {"init_on_target": float(good.mean()),
+            "miou_final_good_init": float(final_arr[good].mean()) if good.any() else 0.0,
+            "miou_final_bad_init": float(final_arr[~good].mean()) if (~good).any() else 0.0}
 
 
 def evaluate_run(run_dir: str | Path, indices: Sequence[int], eval_seeds: Sequence[int],
@@ -111,9 +152,16 @@ def evaluate_run(run_dir: str | Path, indices: Sequence[int], eval_seeds: Sequen
         "w/o RL": run_episodes(RandomPolicy(), env_for(with_srm), indices, eval_seeds),
         "w/o SRM": run_episodes(no_srm_agent, env_for(without), indices, eval_seeds),
         "random w/o SRM": run_episodes(RandomPolicy(), env_for(without), indices, eval_seeds),
+        "alignsam, GT init": run_episodes(agent.with_env_kwargs(init_prompts="gt_pair"),
+                                          env_for({**with_srm, "init_prompts": "gt_pair"}), indices, eval_seeds),
+        "w/o RL, GT init": run_episodes(RandomPolicy(), env_for({**with_srm, "init_prompts": "gt_pair"}), indices,
+                                        eval_seeds),
     }
-    results = {name: _metrics(records) for name, records in runs.items()}
-    results["single step"] = _metrics(runs["alignsam"], first_only=True)
+    results = {name: _metrics(records, dataset) for name, records in runs.items()}
+    results["single step"] = _metrics(runs["alignsam"], dataset, first_only=True)
+    measure_env = env_for({"action_mode": "patch", "label_mode": "oracle", "init_prompts": "gt_pair",
+                           "info_iou": "none"})
+    results[SRM_MAP] = agent.srm.map_metrics(agent.srm.collect(measure_env, indices, 1, 8, seed=int(eval_seeds[0])))
     return results
 
 
@@ -130,13 +178,23 @@ def summarize(per_seed: dict[int, dict[str, dict[str, float]]]) -> dict[str, dic
 
 def markdown_table(summary: dict[str, dict[str, tuple[float, float]]], n_seeds: int) -> str:
     """The results as a Markdown table (mean +/- std over ``n_seeds`` training seeds)."""
-    lines = ["| condition | fg-hit rate | mIoU after last click | mIoU after click 1 | label accuracy | what |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| condition | fg-hit rate | mIoU after last click | mIoU after click 1 | label accuracy | init on target "
+             "| mIoU last, init on target | mIoU last, init off target | what |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for cond, metrics in summary.items():
-        cells = [f"{metrics[m][0]:.3f} ± {metrics[m][1]:.3f}"
-                 for m in ("hit_rate", "miou_final", "miou_first", "label_accuracy")]
+        if cond not in CONDITIONS:
+            continue
+        cells = [f"{metrics[m][0]:.3f} ± {metrics[m][1]:.3f}" if m in metrics else "–"
+                 for m in ("hit_rate", "miou_final", "miou_first", "label_accuracy", "init_on_target",
+                           "miou_final_good_init", "miou_final_bad_init")]
         lines.append(f"| {cond} | " + " | ".join(cells) + f" | {CONDITIONS[cond]} |")
     lines.append(f"\nmean ± std over {n_seeds} training seed(s)")
+    if SRM_MAP in summary:
+        srm = summary[SRM_MAP]
+        lines.append("\nSRM map on the held-out images (states of one episode per image: ground-truth initial pair, "
+                     "8 clicks half on the foreground, oracle labels; cells thresholded at 0.5): " + ", ".join(
+                         f"{m.replace('_', ' ')} {srm[m][0]:.3f} ± {srm[m][1]:.3f}"
+                         for m in ("balanced_accuracy", "fg_accuracy", "bg_accuracy", "accuracy")))
     return "\n".join(lines)
 
 
@@ -156,6 +214,11 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--n-steps", type=int, default=None, 
                         help="rollout steps per env (default: the paper's 375 x 2 envs)")
     parser.add_argument("--n-epochs", type=int, default=None, help="PPO epochs (default: the paper's 20)")
+    parser.add_argument("--srm-warmup-steps", type=int, default=None,
+                        help="supervised SRM warm-up steps before PPO (default: TrainConfig's; 0: paper, online only)")
+    parser.add_argument("--no-srm-context", action="store_true",
+                        help="the paper's SRM input, without the four context channels")
+    parser.add_argument("--ent-coef", type=float, default=None, help="PPO entropy bonus (default: TrainConfig's)")
     parser.add_argument("--out", required=True, help="folder of the runs and of results.json / results.md")
     return parser.parse_args(argv)
 
@@ -169,6 +232,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from sam_gym.data import make_dataset
 
     args = _parse(argv)
+    threads = TrainConfig().torch_threads
+    if threads is not None:
+        import torch
+
+        # As in training: small networks on a shared 2-core machine run several times faster on one
+        # thread (an evaluation-only re-run of complete runs was ~5x slower with torch's default).
+        torch.set_num_threads(threads)
     out = Path(args.out)
     dataset_kwargs = {"n": args.dataset_n} if args.dataset_n is not None else {}
     dataset = make_dataset(args.dataset, **dataset_kwargs)
@@ -184,7 +254,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = TrainConfig(dataset=args.dataset, dataset_kwargs=dataset_kwargs, backend=args.backend,
                              checkpoint=args.checkpoint, srm=args.srm, text=args.text, n_train=args.n_train,
                              timesteps=args.timesteps, seed=seed, out=str(run_dir), progress_bar=False,
-                             **{k: v for k, v in (("n_steps", args.n_steps), ("n_epochs", args.n_epochs)) if v})
+                             srm_context=not args.no_srm_context,
+                             **{k: v for k, v in (("n_steps", args.n_steps), ("n_epochs", args.n_epochs),
+                                                  ("srm_warmup_steps", args.srm_warmup_steps),
+                                                  ("ent_coef", args.ent_coef)) if v is not None})
         if args.n_steps:
             config.batch_size = min(config.batch_size, args.n_steps * config.n_envs)
         info_path = run_dir / RUN_CONFIG

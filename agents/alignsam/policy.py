@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 
 from agents.base import PromptPolicy
+from agents.simple import RandomPolicy
 
-__all__ = ["AlignSAMPolicy"]
+__all__ = ["AlignSAMPolicy", "SRMRandomPolicy"]
 
 
 class AlignSAMPolicy(PromptPolicy):
@@ -52,6 +53,17 @@ class AlignSAMPolicy(PromptPolicy):
     def env_kwargs(self) -> dict[str, Any]:  # type: ignore[override]
         """Env options: patch actions, SRM labels and initial prompts (``"positive"`` / ``"none"`` without SRM)."""
         return dict(self._env_kwargs)
+
+    def with_env_kwargs(self, **overrides: Any) -> AlignSAMPolicy:
+        """The same agent (same model and SRM objects) requiring other env options, for ablations.
+
+        Example: ``agent.with_env_kwargs(init_prompts="gt_pair")`` clicks and labels with the SRM but
+        starts from a ground-truth initial pair (privileged: the target is given, as by a user's
+        first clicks in interactive segmentation).
+        """
+        variant = AlignSAMPolicy(self.model, self.srm, self.run_info, self.run_dir)
+        variant._env_kwargs = {**self._env_kwargs, **overrides}
+        return variant
 
     @classmethod
     def load(cls, run_dir: str | Path, device: str = "auto") -> AlignSAMPolicy:
@@ -167,3 +179,26 @@ class AlignSAMPolicy(PromptPolicy):
         backend = self.run_info["backend"]["description"]
         srm = self.run_info["config"]["srm"]
         return f"AlignSAMPolicy(run_dir={str(self.run_dir)!r}, srm={srm!r}, backend={backend!r})"
+
+
+class SRMRandomPolicy(RandomPolicy):
+    """The paper's "w/o RL" ablation: uniformly random unclicked patches, labelled by an agent's SRM.
+
+    :class:`agents.simple.RandomPolicy`'s clicks (drawn from the env's ``np_random``, reproducible
+    from the ``reset`` seed) in the agent's env (:attr:`AlignSAMPolicy.env_kwargs`: SRM labels and
+    initial prompts), so that a results table compares click *locations* only.
+
+    Args:
+        agent: The trained agent whose SRM labels the clicks.
+    """
+
+    name = "random+srm"
+
+    def __init__(self, agent: AlignSAMPolicy) -> None:
+        super().__init__()
+        self._env_kwargs = agent.env_kwargs
+
+    @property
+    def env_kwargs(self) -> dict[str, Any]:  # type: ignore[override]
+        """The agent's env options (patch actions, its SRM's labels and initial prompts)."""
+        return dict(self._env_kwargs)

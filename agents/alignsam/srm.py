@@ -64,6 +64,8 @@ _FORMAT = "alignsam-srm"
 _VERSION = 1
 SRM_WEIGHTS = "srm.pt"
 SRM_CONFIG = "srm.json"
+#: Extra implicit-input channels with ``SRMConfig.context`` (see :func:`_context`).
+CONTEXT_CHANNELS = 4
 
 
 def _conv_block(cin: int, cout: int) -> nn.Sequential:
@@ -120,7 +122,7 @@ class SemanticRecalibrationModule(nn.Module):
         """Return foreground logits ``(B, 1, S, S)``.
 
         Args:
-            implicit: ``(B, C + 1 [+ 2], S, S)``: ``E * M``, the previous mask probability ``M`` and,
+            implicit: ``(B, C + 1 [+ 4], S, S)``: ``E * M``, the previous mask probability ``M`` and,
                 with context channels, the feature distances to the mask's inside and outside means.
             explicit: ``(B, C + 1, S, S)``: ``E * M_c`` and the CLIP-Surgery map ``M_c``; required
                 exactly when the module has the explicit branch.
@@ -165,9 +167,10 @@ class SRMConfig:
         lr: Adam learning rate.
         batch_size: Samples per update (newest first, then replayed ones).
         buffer_size: Capacity of the replay buffer of recent samples.
-        context: Add two mask-context input channels (not in the paper): each cell's feature distance
-            to the mean feature inside the previous mask and to the mean outside it. The paper's
-            two 3 x 3 blocks see only 5 x 5 cells, too little to compare a cell with the object;
+        context: Add four context input channels (not in the paper): each cell's feature distance to
+            the mean feature inside the previous mask, outside it, at the positive prompts and at
+            the negative prompts. The paper's two 3 x 3 blocks see only 5 x 5 cells, too little to
+            compare a cell with the object, and its input has no prompt positions;
             ``False`` (the default, for runs saved before this option) is the paper's input.
     """
 
@@ -217,7 +220,7 @@ class Recalibrator:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.module = SemanticRecalibrationModule(config.in_channels, config.mode == "explicit", config.hidden,
-                                                      2 if config.context else 0).to(self.device)
+                                                      CONTEXT_CHANNELS if config.context else 0).to(self.device)
         self.optimizer = torch.optim.Adam(self.module.parameters(), lr=config.lr)
         self._rng = np.random.default_rng(seed)
         self._buffer: list[tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]] = []
@@ -249,11 +252,12 @@ class Recalibrator:
         return hit
 
     def inputs(self, view: EpisodeView, with_mask: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
-        """Return the implicit input ``(C + 1 [+ 2], S, S)`` and the explicit one (or ``None``) for a view.
+        """Return the implicit input ``(C + 1 [+ 4], S, S)`` and the explicit one (or ``None``) for a view.
 
-        With ``config.context`` the implicit input also holds, per cell, the RMS distance of the plain
-        embedding to its mean inside the previous mask (weights ``M``) and outside it (weights
-        ``1 - M``; the inside mean when the mask covers everything, as in the mask-free state).
+        With ``config.context`` the implicit input also holds the four channels of :func:`_context`
+        (feature distances to the mask's inside / outside means and to the positive / negative
+        prompts' features; prompts at ``(x, y)`` read cell ``(floor(y S / H), floor(x S / W))``).
+        The mask-free state has no prompts.
 
         Args:
             view: The episode's view (its current mask is the previous mask ``M``).
@@ -268,7 +272,12 @@ class Recalibrator:
         mask = np.asarray(mask, np.float32)
         channels = [np.asarray(state, np.float32), mask[None]]
         if self.config.context:
-            channels.append(_context(plain, mask))
+            points = np.asarray(view.points, dtype=np.float64).reshape(-1, 2) if with_mask else np.zeros((0, 2))
+            labels = np.asarray(view.labels, dtype=np.int64)[: len(points)]
+            height, width = view.sample.target.shape
+            cells = np.stack([np.clip(np.floor(points[:, 1] * size / height), 0, size - 1),
+                              np.clip(np.floor(points[:, 0] * size / width), 0, size - 1)], axis=1).astype(np.int64)
+            channels.append(_context(plain, mask, cells, labels))
         implicit = np.concatenate(channels)
         if self.config.mode != "explicit":
             return implicit, None
@@ -466,14 +475,29 @@ class Recalibrator:
         return srm
 
 
-def _context(plain: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """``(2, S, S)``: RMS distance of each cell's feature to the mask-weighted mean inside and outside the mask."""
+def _context(plain: np.ndarray, mask: np.ndarray, cells: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """``(4, S, S)`` mask-context channels of :meth:`Recalibrator.inputs`.
+
+    RMS distance of each cell's feature to: the mask-weighted mean inside the mask, the mean outside
+    it (the inside mean when the mask covers everything), the mean at the positive prompts' cells
+    and the mean at the negative prompts' cells (the inside / outside means when there is none).
+
+    Args:
+        plain: ``(C, S, S)`` embedding on the map grid.
+        mask: ``(S, S)`` previous-mask probability.
+        cells: ``(N, 2)`` ``(row, col)`` map cells of the prompts.
+        labels: ``(N,)`` prompt labels (1 foreground, 0 background).
+    """
     inside = np.clip(mask, 0.0, 1.0)[None]
     outside = 1.0 - inside
     mean_in = (plain * inside).sum(axis=(1, 2)) / max(float(inside.sum()), 1e-6)
     mean_out = ((plain * outside).sum(axis=(1, 2)) / float(outside.sum())
                 if float(outside.sum()) > 1e-3 else mean_in)
-    dist = [np.sqrt(np.mean((plain - m[:, None, None]) ** 2, axis=0)) for m in (mean_in, mean_out)]
+    means = [mean_in, mean_out]
+    for label, fallback in ((1, mean_in), (0, mean_out)):
+        chosen = cells[labels == label]
+        means.append(plain[:, chosen[:, 0], chosen[:, 1]].mean(axis=1) if len(chosen) else fallback)
+    dist = [np.sqrt(np.mean((plain - m[:, None, None]) ** 2, axis=0)) for m in means]
     return np.stack(dist).astype(np.float32)
 
 

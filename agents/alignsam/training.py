@@ -167,6 +167,24 @@ def _resume_config(config: TrainConfig, run_dir: Path) -> TrainConfig:
     return saved
 
 
+def _warm_up(srm: Any, config: TrainConfig, env: Any) -> dict[str, Any]:
+    """Supervised SRM warm-up on the training split (not in the paper); return what it did.
+
+    ``env`` is an unwrapped training env (training images only, oracle labels, ground-truth
+    initial pair), so only training ground truth supervises the SRM. Returns ``{}`` when
+    ``config.srm_warmup_steps`` is 0.
+    """
+    if config.srm_warmup_steps == 0:
+        return {}
+    start = time.perf_counter()
+    samples = srm.collect(env, range(len(env.dataset)), config.srm_warmup_episodes, config.srm_warmup_clicks,
+                          seed=config.seed)
+    losses = srm.pretrain(samples, config.srm_warmup_steps, seed=config.seed)
+    tail = losses[-min(50, len(losses)):]
+    return {"samples": len(samples), "steps": config.srm_warmup_steps, "seconds": round(time.perf_counter() - start, 2),
+            "final_loss": round(float(sum(tail) / len(tail)), 4), "train_map": srm.map_metrics(samples)}
+
+
 def train(config: TrainConfig, resume: bool = False) -> Path:
     """Train an AlignSAM agent and return its run folder (``config.out``).
 
@@ -209,20 +227,24 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     vec_env.seed(config.seed + model.num_timesteps)
 
     srm: Recalibrator | None = None
+    warmup: dict[str, Any] = {}
     if config.srm != "none":
         if resume and (run_dir / SRM_WEIGHTS).is_file():
             srm = Recalibrator.load(run_dir, device=device)
         else:
             srm_config = SRMConfig(mode=config.srm, in_channels=int(vec_env.envs[0].unwrapped.state_shape[0]),
                                    size=config.srm_size, text=config.text, clip_model=config.clip_model,
-                                   clip_pretrained=config.clip_pretrained, lr=config.srm_lr)
+                                   clip_pretrained=config.clip_pretrained, lr=config.srm_lr,
+                                   context=config.srm_context)
             srm = Recalibrator(srm_config, device=device, seed=config.seed)
+            warmup = _warm_up(srm, config, vec_env.envs[0].unwrapped)
 
     def save_all(num_timesteps: int, **extra: Any) -> None:
         _save_model(model, run_dir)
         if srm is not None:
             srm.save(run_dir)
-        _write_run_info(run_dir, _run_info(config, vec_env, dataset, num_timesteps, **extra))
+        _write_run_info(run_dir, _run_info(config, vec_env, dataset, num_timesteps,
+                                           **({"srm_warmup": warmup} if warmup else {}), **extra))
 
     class _Checkpoint(BaseCallback):
         def __init__(self) -> None:

@@ -1,9 +1,11 @@
 """``sam-gym demo``: train a small AlignSAM agent, then score it against the baselines on held-out images.
 
-The project's main job, offline on a fresh machine: on the built-in synthetic shapes, train
-AlignSAM (sb3-contrib ``MaskablePPO`` + the implicit recalibration module, see
-:mod:`agents.alignsam.training`) on the first ``--n-train`` samples, then evaluate it and the
-baselines on the held-out samples (same episodes for every policy, one shared backend) and write
+The project's main job, offline on a fresh machine: on the built-in synthetic shapes (114 samples),
+train AlignSAM (sb3-contrib ``MaskablePPO`` + the implicit recalibration module, see
+:mod:`agents.alignsam.training`) on the first ``--n-train`` samples, then evaluate it, ``random+srm``
+(random clicks with the agent's SRM labels and initial prompts: the like-for-like comparison, the
+paper's "w/o RL") and the baselines on the 64 held-out samples (same episodes for every policy, one
+shared backend) and write
 ``results.json``, ``results.md`` and ``iou_vs_clicks.png`` to ``--out``. The default backend is the
 weight-free classical segmenter, which is NOT SAM, and every output says so; ``--backend sam_vit_b
 --checkpoint PATH`` runs the same on real SAM. Points are ``(x, y)`` image pixels; masks ``(H, W)``
@@ -23,11 +25,13 @@ from sam_gym.commands.eval import EvalSettings, build_policies, evaluate
 
 HELP = "train a small AlignSAM agent on synthetic shapes and compare it with the baselines (offline)"
 
-#: The demo's built-in dataset (:class:`sam_gym.data.SyntheticShapes`, 64 samples).
+#: The demo's built-in dataset (:class:`sam_gym.data.SyntheticShapes`) and its size: 50 training
+#: samples leave 64 held-out ones (the held-out set of ``docs/alignsam.md``).
 DATASET = "synthetic-shapes"
+DATASET_N = 114
 #: ``--quick`` (tests, seconds): training and evaluation sizes.
 QUICK = {"n_train": 2, "timesteps": 8, "n_steps": 8, "batch_size": 8, "n_epochs": 1, "n_envs": 1,
-         "max_clicks": 4, "episodes": 1}
+         "max_clicks": 4, "srm_warmup_steps": 5, "episodes": 1}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,9 +40,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--policies", default="random,grid,clicker",
                         help="comma-separated baselines scored beside the trained agent (default: %(default)s)")
     parser.add_argument("--n-train", type=int, default=50,
-                        help="training samples; the rest of the 64 synthetic samples is held out "
+                        help=f"training samples; the rest of the {DATASET_N} synthetic samples is held out "
                              "(default: %(default)s)")
-    parser.add_argument("--timesteps", type=int, default=750, help="PPO training clicks (default: %(default)s)")
+    parser.add_argument("--timesteps", type=int, default=8000,
+                        help="PPO training clicks (default: %(default)s, about 11 PPO updates; the whole demo takes "
+                             "about 5 minutes on 2 idle CPU cores)")
     parser.add_argument("--max-clicks", type=int, default=15, help="clicks per episode (default: %(default)s)")
     parser.add_argument("--seeds", default="0", help="evaluation reset seeds (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="training seed (default: %(default)s)")
@@ -65,7 +71,8 @@ def _train_config(args: argparse.Namespace, run_dir: Path) -> Any:
     sizes: dict[str, Any] = {"n_train": args.n_train, "timesteps": args.timesteps, "max_clicks": args.max_clicks}
     if args.quick:
         sizes = {k: v for k, v in QUICK.items() if k != "episodes"}
-    return TrainConfig(dataset=DATASET, backend=args.backend, checkpoint=args.checkpoint, seed=args.seed,
+    return TrainConfig(dataset=DATASET, dataset_kwargs={"n": DATASET_N}, backend=args.backend,
+                       checkpoint=args.checkpoint, seed=args.seed,
                        out=str(run_dir), srm="implicit", device=args.device or "auto", progress_bar=True,
                        extra={"command": _command_line(args)}, **sizes)
 
@@ -101,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     run_dir = out / "alignsam"
     config = _train_config(args, run_dir)
-    dataset = make_dataset(DATASET)
+    dataset = make_dataset(DATASET, n=DATASET_N)
     if not 0 < config.n_train < len(dataset):
         raise ValueError(f"Expected --n-train in [1, {len(dataset) - 1}] (the demo data has {len(dataset)} samples), "
                          f"got {config.n_train}")
@@ -110,11 +117,15 @@ def run(args: argparse.Namespace) -> int:
     print(f"{banner}\n{'=' * len(banner)}")
 
     print(f"1/2 training AlignSAM on samples 0-{config.n_train - 1} of {DATASET} ({config.timesteps} clicks)")
-    from agents.alignsam.policy import AlignSAMPolicy
+    from agents.alignsam.policy import AlignSAMPolicy, SRMRandomPolicy
 
     trained = _trained_agent(config, run_dir)
     train_seconds = time.perf_counter() - start
-    policies = {"alignsam": AlignSAMPolicy.load(trained, device=args.device or "auto"), **baselines}
+    agent = AlignSAMPolicy.load(trained, device=args.device or "auto")
+    # "random+srm": random locations with the agent's SRM labels and initial prompts (the paper's
+    # "w/o RL"), the like-for-like comparison; the plain baselines get their own env options (oracle
+    # labels, ground-truth initial pair). --quick, a smoke run, scores the agent and the baselines only.
+    policies = {"alignsam": agent, **({} if args.quick else {"random+srm": SRMRandomPolicy(agent)}), **baselines}
 
     held_out = list(range(config.n_train, len(dataset)))[: QUICK["episodes"] if args.quick else None]
     print(f"2/2 evaluating {', '.join(policies)} on held-out samples {held_out[0]}-{held_out[-1]}, seeds {seeds}")

@@ -44,6 +44,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-epochs", type=int, default=d.n_epochs, help="PPO epochs per update (default: %(default)s)")
     parser.add_argument("--q-updates", type=int, default=None,
                         help="SRM steps per action (default: 1 implicit, 5 explicit)")
+    parser.add_argument("--srm-warmup-steps", type=int, default=d.srm_warmup_steps,
+                        help="supervised SRM steps on the training split before PPO; 0: the paper's online-only "
+                             "SRM (default: %(default)s)")
+    parser.add_argument("--no-srm-context", action="store_true",
+                        help="the paper's SRM input, without the four context channels")
     parser.add_argument("--max-clicks", type=int, default=d.max_clicks,
                         help="clicks per episode (default: %(default)s)")
     parser.add_argument("--device", default=d.device, help="torch device (default: %(default)s)")
@@ -61,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         clip_model=args.clip_model, clip_pretrained=args.clip_pretrained, timesteps=args.timesteps, seed=args.seed,
         out=args.out, n_train=args.n_train, n_envs=args.n_envs, n_steps=args.n_steps, batch_size=args.batch_size,
         n_epochs=args.n_epochs, q_updates=args.q_updates, max_clicks=args.max_clicks, device=args.device,
+        srm_warmup_steps=args.srm_warmup_steps, srm_context=not args.no_srm_context,
         progress_bar=not args.no_progress,
     )
     run_dir = train(config, resume=args.resume)

@@ -1,9 +1,12 @@
 """``"synthetic-shapes"``: a built-in, seeded, procedural dataset (no files, no downloads).
 
 Each image is a textured background with two to four coloured shapes (ellipses, rectangles,
-triangles); the target is one of them, partly occluded at times. Colours and textures are drawn so
-that the task is solvable by colour and edges, yet not trivial (shapes can share hues with the
-background, noise and gradients are added). Sample ``i`` depends only on ``(seed, i)``.
+triangles). **The target is always the red shape** (drawn last, so never occluded); the other
+shapes and the background are never red. The task therefore has a learnable semantic, like the
+"salient object" or an object class of AlignSAM's tasks: a prompting policy can learn where the
+object is, rather than guess which of several shapes was picked. Gradients, stripes and noise keep
+it from being trivial for a colour threshold, and distractors can share the target's shape.
+Sample ``i`` depends only on ``(seed, i)``.
 """
 
 from __future__ import annotations
@@ -50,6 +53,14 @@ def shape_mask(
     return inside
 
 
+def _not_red(rng: np.random.Generator, low: float = 0, high: float = 255) -> np.ndarray:
+    """Draw an RGB colour that is not red (red: R > 130 and R exceeds both G and B by more than 60)."""
+    while True:
+        colour = rng.uniform(low, high, size=3)
+        if not (colour[0] > 130 and colour[0] - max(colour[1], colour[2]) > 60):
+            return colour
+
+
 class SyntheticShapes:
     """Procedural shapes on textured backgrounds.
 
@@ -83,28 +94,19 @@ class SyntheticShapes:
         h, w = self.size
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
 
-        base = rng.uniform(40, 215, size=3)
+        base = _not_red(rng, low=40, high=215)
         tilt = rng.uniform(-60, 60, size=(2, 3))
         image = base + tilt[0] * (xx[..., None] / w - 0.5) + tilt[1] * (yy[..., None] / h - 0.5)
         freq = rng.uniform(0.05, 0.3)
         image += 12 * np.sin(freq * xx + rng.uniform(0, 6))[..., None] * rng.uniform(0, 1, size=3)
 
         n_shapes = int(rng.integers(2, 5))
-        target_rank = int(rng.integers(0, n_shapes))
-        target = np.zeros((h, w), dtype=bool)
-        for k in range(n_shapes):
+        for _ in range(n_shapes - 1):  # distractors: any colour but red
             shape = self._shape(rng, yy, xx, h, w)
-            colour = rng.uniform(0, 255, size=3)
-            # Keep the target distinguishable from the background on average.
-            if k == target_rank and np.abs(colour - base).max() < 60:
-                colour = np.clip(base + np.sign(rng.uniform(-1, 1, 3)) * 90, 0, 255)
-            image[shape] = colour + rng.normal(0, 6, size=(int(shape.sum()), 3))
-            if k == target_rank:
-                target = shape.copy()
-            elif k > target_rank:
-                target &= ~shape
-        if target.sum() < 0.01 * h * w:  # fully occluded: fall back to the last shape drawn
-            target = shape
+            image[shape] = _not_red(rng) + rng.normal(0, 6, size=(int(shape.sum()), 3))
+        target = self._shape(rng, yy, xx, h, w)
+        red = np.array([rng.uniform(170, 250), rng.uniform(10, 80), rng.uniform(10, 80)])
+        image[target] = red + rng.normal(0, 6, size=(int(target.sum()), 3))
         image += rng.normal(0, 5, size=image.shape)
         image = np.clip(image, 0, 255).astype(np.uint8)
         return Sample(
