@@ -46,7 +46,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from torch import nn
 from torch.nn import functional as F
 
-from agents.alignsam.atomic import atomic_write, atomic_write_bytes
+from sam_gym.atomic import atomic_write, atomic_write_bytes
 from sam_gym.cache import image_key
 
 if TYPE_CHECKING:

@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agents.alignsam.atomic import atomic_write_bytes
 from agents.alignsam.config import TrainConfig
+from sam_gym.atomic import atomic_write_bytes
 
 __all__ = ["MODEL_FILE", "RUN_CONFIG", "RUN_FORMAT", "build_model", "make_train_env", "train"]
 
