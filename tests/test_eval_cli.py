@@ -102,7 +102,8 @@ def test_eval_with_the_clicker(tmp_path) -> None:
     assert clicker["oracle"] is True and clicker["init_prompts"] == "none" and clicker["init_iou"] == 0.0
     # its first click is positive, on the ground truth: it hits the foreground far more than random patches
     assert clicker["fg_hit_rate"] > policies["random"]["fg_hit_rate"]
-    assert clicker["miou_per_click"][-1] >= clicker["miou_per_click"][0]
+    # the oracle clicker segments the synthetic targets well (IoU need not grow monotonically)
+    assert clicker["miou_per_click"][-1] > 0.9 and clicker["noc@90"] <= 2.0
 
 
 def _write_folder_dataset(root: Path, n: int) -> Path:
