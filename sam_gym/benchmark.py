@@ -24,6 +24,7 @@ the pixel is ``(floor(y), floor(x))``, masks ``(H, W)`` indexed ``[row, col]``.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import gc
 import os
@@ -116,13 +117,10 @@ def rss_bytes() -> tuple[int, str]:
         psutil = None
     if psutil is not None:
         return int(psutil.Process().memory_info().rss), "psutil"
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024, "/proc/self/status VmRSS"
-    except OSError:
-        pass
+    with contextlib.suppress(OSError), open("/proc/self/status", encoding="ascii") as fh:  # Linux only
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024, "/proc/self/status VmRSS"
     import resource
 
     scale = 1 if sys.platform == "darwin" else 1024
