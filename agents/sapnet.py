@@ -44,7 +44,7 @@ from agents.aop.frame import FRAME_SIDE, frame_features
 from agents.aop.predictor import object_points
 from agents.aop.scenes import Scene
 from agents.base import PromptPolicy
-from sam_gym.atomic import atomic_write, atomic_write_bytes
+from sam_gym.atomic import atomic_write, atomic_write_bytes, load_torch_checkpoint
 from sam_gym.backends.base import Embedding, PromptableSegmenter
 from sam_gym.metrics import iou
 
@@ -389,17 +389,7 @@ def load_sapnet(path: str | Path, backend: PromptableSegmenter | None = None) ->
         FileNotFoundError: If there is no model file.
         ValueError: If the file is corrupt or not a SAPNet model, or does not fit ``backend``.
     """
-    file = Path(path).expanduser()
-    file = file / SAPNET_FILE if file.is_dir() else file
-    if not file.is_file():
-        raise FileNotFoundError(f"Expected a SAPNet model at {file}; train one with sam-gym train-sapnet --out DIR")
-    try:
-        blob = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types on corrupt files
-        raise ValueError(f"Expected {file} to be a SAPNet model written by sam-gym train-sapnet, "
-                         f"but it cannot be read: {exc}") from exc
-    if not isinstance(blob, dict) or blob.get("format") != _FORMAT:
-        raise ValueError(f"Expected {file} to hold a SAPNet model (format {_FORMAT!r})")
+    file, blob = load_torch_checkpoint(path, SAPNET_FILE, "a SAPNet model", "sam-gym train-sapnet", _FORMAT)
     try:
         raw = dict(blob["config"])
         raw["classes"] = tuple(str(c) for c in raw["classes"])

@@ -38,3 +38,36 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], object]) -> Path
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Create or replace ``path`` atomically with ``data``."""
     return atomic_write(path, lambda fh: fh.write(data))
+
+
+def load_torch_checkpoint(path: str | Path, filename: str, what: str, command: str, fmt: str) -> tuple[Path, dict]:
+    """Read a checkpoint written with :func:`atomic_write` + ``torch.save`` and check its format tag.
+
+    Args:
+        path: The checkpoint file, or the folder holding ``filename``.
+        filename: The file name inside a run folder.
+        what: What the file holds, for messages (e.g. ``"an AoP predictor"``).
+        command: The command that writes it, for messages (e.g. ``"sam-gym train-aop"``).
+        fmt: The expected ``blob["format"]`` tag.
+
+    Returns:
+        ``(file, blob)`` with ``blob`` a dict holding at least ``"format"`` and a dict ``"config"``.
+
+    Raises:
+        FileNotFoundError: If there is no such file.
+        ValueError: If the file cannot be read or does not hold that format.
+    """
+    import torch
+
+    file = Path(path).expanduser()
+    file = file / filename if file.is_dir() else file
+    if not file.is_file():
+        raise FileNotFoundError(f"Expected {what} at {file}; train one with {command} --out DIR")
+    try:
+        blob = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types on corrupt files
+        raise ValueError(f"Expected {file} to be {what} written by {command}, but it cannot be read: {exc}") from exc
+    if not isinstance(blob, dict) or blob.get("format") != fmt or not isinstance(blob.get("config"), dict):
+        got = blob.get("format") if isinstance(blob, dict) else type(blob).__name__
+        raise ValueError(f"Expected {file} to hold {what} (format {fmt!r}), got {got!r}")
+    return file, blob

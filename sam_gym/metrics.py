@@ -102,24 +102,14 @@ def _check_same_shape(pred: NDArray[Any], target: NDArray[Any]) -> None:
         raise ValueError(f"Expected pred and target of the same shape, got {pred.shape} and {target.shape}")
 
 
-def _binary_pair(
-    pred: ArrayLike, target: ArrayLike, void: ArrayLike | None
-) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
-    """Validate a binary (pred, target, void) triple and return the 1-D non-void pixels."""
-    p = _as_bool("pred", pred)
-    t = _as_bool("target", target)
-    _check_same_shape(p, t)
-    valid = _valid_mask(p.shape, void)
-    if valid is None:
-        return p.ravel(), t.ravel()
-    return p[valid], t[valid]
+def _pixels(
+    pred: ArrayLike, target: ArrayLike, void: ArrayLike | None, soft: bool
+) -> tuple[NDArray[Any], NDArray[np.bool_]]:
+    """Validate a (pred, binary target, void) triple and return the 1-D non-void pixels.
 
-
-def _soft_pair(
-    pred: ArrayLike, target: ArrayLike, void: ArrayLike | None
-) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
-    """Validate a (float pred, binary target, void) triple and return the 1-D non-void pixels."""
-    p = _as_unit_float("pred", pred)
+    ``pred`` is binary, or with ``soft`` a float map in ``[0, 1]``.
+    """
+    p = _as_unit_float("pred", pred) if soft else _as_bool("pred", pred)
     t = _as_bool("target", target)
     _check_same_shape(p, t)
     valid = _valid_mask(p.shape, void)
@@ -217,7 +207,7 @@ def iou(pred: ArrayLike, target: ArrayLike, void: ArrayLike | None = None) -> fl
     Raises:
         ValueError: On non-2-D, empty, non-binary or mismatched inputs, or an all-void mask.
     """
-    p, t = _binary_pair(pred, target, void)
+    p, t = _pixels(pred, target, void, soft=False)
     inter = int(np.count_nonzero(p & t))
     union = int(np.count_nonzero(p | t))
     return 1.0 if union == 0 else inter / union
@@ -242,7 +232,7 @@ def dice(pred: ArrayLike, target: ArrayLike, void: ArrayLike | None = None) -> f
     Raises:
         ValueError: On non-2-D, empty, non-binary or mismatched inputs, or an all-void mask.
     """
-    p, t = _binary_pair(pred, target, void)
+    p, t = _pixels(pred, target, void, soft=False)
     inter = int(np.count_nonzero(p & t))
     total = int(np.count_nonzero(p)) + int(np.count_nonzero(t))
     return 1.0 if total == 0 else 2.0 * inter / total
@@ -469,7 +459,7 @@ def mae(pred: ArrayLike, target: ArrayLike, void: ArrayLike | None = None) -> fl
     Raises:
         ValueError: On non-2-D, empty, out-of-range or mismatched inputs, or an all-void mask.
     """
-    p, t = _soft_pair(pred, target, void)
+    p, t = _pixels(pred, target, void, soft=True)
     return float(np.abs(p - t).mean())
 
 
@@ -533,7 +523,7 @@ def f_beta(
         ValueError: On invalid arrays, ``beta2 <= 0`` or an invalid ``threshold``.
     """
     b = _check_beta2(beta2)
-    p, t = _soft_pair(pred, target, void)
+    p, t = _pixels(pred, target, void, soft=True)
     thr = _resolve_threshold(p, threshold)
     binary = p >= thr
     tp = np.count_nonzero(binary & t)
@@ -566,7 +556,7 @@ def max_f_beta(
         ValueError: On invalid arrays or ``beta2 <= 0``.
     """
     b = _check_beta2(beta2)
-    p, t = _soft_pair(pred, target, void)
+    p, t = _pixels(pred, target, void, soft=True)
     thr = np.arange(256, dtype=np.float64) / 255.0
     fg = np.sort(p[t])
     bg = np.sort(p[~t])
@@ -612,7 +602,7 @@ def e_measure(
     Raises:
         ValueError: On invalid arrays or an invalid ``threshold``.
     """
-    p, t = _soft_pair(pred, target, void)
+    p, t = _pixels(pred, target, void, soft=True)
     thr = _resolve_threshold(p, threshold)
     fm = (p >= thr).astype(np.float64)
     gt = t.astype(np.float64)
@@ -660,7 +650,7 @@ def ber(pred: ArrayLike, target: ArrayLike, void: ArrayLike | None = None, thres
         ValueError: On invalid arrays or a threshold outside ``[0, 1]``.
     """
     thr = _check_threshold(threshold)
-    p, t = _soft_pair(pred, target, void)
+    p, t = _pixels(pred, target, void, soft=True)
     b = p >= thr
     n_pos = int(np.count_nonzero(t))
     n_neg = t.size - n_pos

@@ -34,7 +34,7 @@ from torch import nn
 
 from agents.aop.frame import FRAME_SIDE, frame_features
 from agents.aop.scenes import Scene
-from sam_gym.atomic import atomic_write, atomic_write_bytes
+from sam_gym.atomic import atomic_write, atomic_write_bytes, load_torch_checkpoint
 from sam_gym.backends.base import Embedding, PromptableSegmenter
 
 __all__ = [
@@ -315,19 +315,7 @@ def load_predictor(path: str | Path, backend: PromptableSegmenter | None = None)
         ValueError: If the file is not a predictor (corrupt, wrong format, mismatching weights) or
             does not fit ``backend``.
     """
-    file = Path(path).expanduser()
-    if file.is_dir():
-        file = file / PREDICTOR_FILE
-    if not file.is_file():
-        raise FileNotFoundError(f"Expected an AoP predictor at {file}; train one with sam-gym train-aop --out DIR")
-    try:
-        blob = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types on corrupt files
-        raise ValueError(f"Expected {file} to be an AoP predictor written by sam-gym train-aop, "
-                         f"but it cannot be read: {exc}") from exc
-    if not isinstance(blob, dict) or blob.get("format") != _FORMAT or not isinstance(blob.get("config"), dict):
-        raise ValueError(f"Expected {file} to hold an AoP predictor (format {_FORMAT!r}), got "
-                         f"{blob.get('format') if isinstance(blob, dict) else type(blob).__name__!r}")
+    file, blob = load_torch_checkpoint(path, PREDICTOR_FILE, "an AoP predictor", "sam-gym train-aop", _FORMAT)
     try:
         raw = dict(blob["config"])
         raw["embedding_shape"] = tuple(int(v) for v in raw["embedding_shape"])
