@@ -30,25 +30,14 @@ from sam_gym.clicker import next_click
 __all__ = ["ClickerPolicy", "ClickerTTAPolicy", "click_action"]
 
 
-def _unit(value: float, size: int) -> np.float32:
-    """The smallest float32 ``u`` with ``float(u) * size >= value`` (the env computes ``u * size`` in float64)."""
-    u = np.float32(value / size)
-    while float(u) * size < value:
-        u = np.nextafter(u, np.float32(2.0))
-    return u
-
-
 def click_action(x: float, y: float, label: int, height: int, width: int) -> np.ndarray:
-    """Return the env's point action ``(u, v, label)`` (float32), ``u ~ x / W``, ``v ~ y / H``.
+    """Return the env's point action ``(u, v, label)`` (float32), ``u = x / W``, ``v = y / H``.
 
-    The env maps ``(u, v)`` back to ``(u W, v H)`` (:meth:`sam_gym.grid.PatchGrid.normalized_to_point`).
-    A float32 ``x / W`` generally misses ``x`` by ~1e-7 W pixels, sometimes *below* it; a backend that
-    truncates ``x * scale`` (the classical backend's working resolution) then sees another pixel
-    when ``x * scale`` is an integer. So ``u`` is rounded *up*: the env's point is ``x`` or at most a
-    float32 step above it, on the pixel ``(floor(y), floor(x))`` of a pixel-centre click
-    ``(col + 0.5, row + 0.5)`` for every row and column, the last ones included.
+    The env maps ``(u, v)`` back to ``(u W, v H)`` (:meth:`sam_gym.grid.PatchGrid.normalized_to_point`);
+    float32 rounding moves a pixel-centre click ``(col + 0.5, row + 0.5)`` by ~1e-7 W pixels, so it
+    stays on the pixel ``(floor(y), floor(x))`` = ``(row, col)`` that the env and backends read.
     """
-    return np.array([_unit(x, width), _unit(y, height), float(label)], dtype=np.float32)
+    return np.array([x / width, y / height, float(label)], dtype=np.float32)
 
 
 class ClickerPolicy(PromptPolicy):

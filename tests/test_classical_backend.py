@@ -91,8 +91,20 @@ def test_embedding_round_trip_decodes_identically(backend: ClassicalBackend) -> 
 
 def test_model_id_keys_the_settings() -> None:
     assert ClassicalBackend().model_id != ClassicalBackend(geo_weight=0.0).model_id
-    assert ClassicalBackend().model_id.startswith("classical-v2-")
+    assert ClassicalBackend().model_id.startswith("classical-v3-")
     assert ClassicalBackend.is_sam is False
+
+
+def test_points_inside_one_image_pixel_decode_alike() -> None:
+    """A point selects the image pixel ``[floor(y), floor(x)]``, whatever its fraction (work scale 0.4 here)."""
+    backend = ClassicalBackend(work_size=128)
+    image, _ = _disk_image(96, 320)
+    emb = backend.encode(image)
+    labels = np.array([1])
+    for col in (2, 7, 63):  # 2.0 * 0.4 and 2.99 * 0.4 truncate to different working pixels
+        first = backend.decode(emb, np.array([[col, 50.0]], np.float32), labels).low_res_logits
+        last = backend.decode(emb, np.array([[col + 0.99, 50.99]], np.float32), labels).low_res_logits
+        assert np.array_equal(first, last)
 
 
 def test_bad_inputs_raise(backend: ClassicalBackend) -> None:

