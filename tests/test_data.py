@@ -94,6 +94,30 @@ def test_folder_size_mismatch_empty_and_unreadable(tmp_path):
         FolderDataset(tmp_path)
 
 
+def test_synthetic_multi_target_is_every_red_shape():
+    ds = make_dataset("synthetic-multi", n=30)
+    assert ds.name == "synthetic-multi" and len(ds) == 30
+    for i in range(30):
+        sample = ds[i]
+        image = sample.image.astype(int)
+        red = (image[..., 0] > 130) & (image[..., 0] - np.maximum(image[..., 1], image[..., 2]) > 60)
+        # every target pixel is red (up to the per-pixel noise at the threshold); distractors are not red
+        # (gradients can push a few background pixels across this threshold: not a colour-threshold task)
+        assert (red & sample.target).sum() >= 0.99 * sample.target.sum()
+    # two or three red shapes: most images have more than one connected target region
+    from scipy import ndimage
+
+    regions = [ndimage.label(ds[i].target)[1] for i in range(30)]
+    assert max(regions) <= 3 and sum(r >= 2 for r in regions) >= 15
+
+
+def test_synthetic_arguments_are_checked():
+    with pytest.raises(ValueError, match="targets"):
+        SyntheticShapes(targets=(0, 2))
+    with pytest.raises(ValueError, match="target_radius"):
+        SyntheticShapes(target_radius=(0.3, 0.1))
+
+
 def test_make_dataset_errors():
     with pytest.raises(ValueError, match="synthetic-shapes"):
         make_dataset("no-such-dataset")

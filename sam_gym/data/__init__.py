@@ -13,7 +13,7 @@ from typing import Any
 
 from sam_gym.data.base import Sample, SegmentationDataset, check_sample
 from sam_gym.data.folder import PRESETS, FolderDataset
-from sam_gym.data.synthetic import SyntheticShapes
+from sam_gym.data.synthetic import SyntheticShapes, synthetic_multi
 
 __all__ = [
     "PRESETS",
@@ -21,13 +21,14 @@ __all__ = [
     "Sample",
     "SegmentationDataset",
     "SyntheticShapes",
+    "synthetic_multi",
     "check_sample",
     "make_dataset",
     "shared_data_dir",
 ]
 
 #: Names of built-in datasets.
-BUILTIN = ("synthetic-shapes",)
+BUILTIN = ("synthetic-shapes", "synthetic-multi")
 
 
 def shared_data_dir() -> Path | None:
@@ -45,10 +46,11 @@ def make_dataset(dataset: str | Path | SegmentationDataset = "synthetic-shapes",
     """Build a dataset from a name, a path or an existing dataset object.
 
     Args:
-        dataset: ``"synthetic-shapes"``; a folder with ``images/`` and ``masks/`` (see
-            :class:`FolderDataset`; the benchmark folders of ``../shared/data`` get their preset by
-            name); a COCO ``.json`` annotation file (pass ``image_dir=``); or any object with
-            ``__len__``, ``__getitem__`` returning :class:`Sample`, and ``name``.
+        dataset: ``"synthetic-shapes"`` or ``"synthetic-multi"`` (:mod:`sam_gym.data.synthetic`); a
+            folder with ``images/`` and ``masks/`` (see :class:`FolderDataset`; the benchmark folders
+            of ``../shared/data`` get their preset by name); a COCO ``.json`` annotation file (pass
+            ``image_dir=``); or any object with ``__len__``, ``__getitem__`` returning :class:`Sample`,
+            and ``name``.
         **kwargs: Passed to the dataset class.
 
     Raises:
@@ -58,6 +60,8 @@ def make_dataset(dataset: str | Path | SegmentationDataset = "synthetic-shapes",
         text = str(dataset)
         if text == "synthetic-shapes":
             return SyntheticShapes(**kwargs)
+        if text == "synthetic-multi":
+            return synthetic_multi(**kwargs)
         path = Path(text).expanduser()
         if path.suffix.lower() == ".json":
             from sam_gym.data.coco import CocoDataset

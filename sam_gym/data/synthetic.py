@@ -1,11 +1,20 @@
-"""``"synthetic-shapes"``: a built-in, seeded, procedural dataset (no files, no downloads).
+"""Built-in, seeded, procedural datasets (no files, no downloads).
 
-Each image is a textured background with two to four coloured shapes (ellipses, rectangles,
-triangles). **The target is always the red shape** (drawn last, so never occluded); the other
-shapes and the background are never red. The task therefore has a learnable semantic, like the
-"salient object" or an object class of AlignSAM's tasks: a prompting policy can learn where the
-object is, rather than guess which of several shapes was picked. Gradients, stripes and noise keep
-it from being trivial for a colour threshold, and distractors can share the target's shape.
+``"synthetic-shapes"``: each image is a textured background with two to four coloured shapes
+(ellipses, rectangles, triangles). **The target is always the red shape** (drawn last, so never
+occluded); the other shapes and the background's base colour are never red (its gradients and
+stripes can redden a few background pixels). The task therefore has a learnable
+semantic, like the "salient object" or an object class of AlignSAM's tasks: a prompting policy can
+learn where the object is, rather than guess which of several shapes was picked. Gradients,
+stripes and noise keep it from being trivial for a colour threshold, and distractors can share the
+target's shape.
+
+``"synthetic-multi"``: the same scenes with **two or three smaller red shapes, all of them the
+target** (one to three distractors). A click selects one connected shape (the classical backend's
+star-convexity prior is centred on each positive click; SAM behaves alike), so one good click is
+not enough: every red shape needs a click of its own, as for multi-instance classes ("all polyps",
+"the shadows") in AlignSAM's tasks. This is where *where to click* matters after the first click.
+
 Sample ``i`` depends only on ``(seed, i)``.
 """
 
@@ -15,7 +24,7 @@ import numpy as np
 
 from sam_gym.data.base import Sample
 
-__all__ = ["SyntheticShapes", "shape_mask"]
+__all__ = ["SyntheticShapes", "shape_mask", "synthetic_multi"]
 
 #: Shape kinds drawn by :func:`shape_mask`.
 ELLIPSE, RECTANGLE, TRIANGLE = 0, 1, 2
@@ -64,24 +73,44 @@ def _not_red(rng: np.random.Generator, low: float = 0, high: float = 255) -> np.
 class SyntheticShapes:
     """Procedural shapes on textured backgrounds.
 
+    Masks are ``(H, W)`` bool arrays indexed ``[row, col]``; images are ``(H, W, 3)`` uint8 RGB.
+
     Args:
         n: Number of samples.
         size: Image size ``(H, W)``.
         seed: Base seed; sample ``i`` uses ``(seed, i)``.
         name: Dataset name used in reports.
+        targets: Inclusive range ``(low, high)`` of the number of red shapes, which together form the
+            target. ``(1, 1)`` is ``"synthetic-shapes"``; :func:`synthetic_multi` uses ``(2, 3)``.
+        target_radius: Inclusive range of the red shapes' half-extents, as fractions of ``H`` and ``W``
+            (distractors always use ``(0.1, 0.3)``).
     """
 
     def __init__(
-        self, n: int = 64, size: tuple[int, int] = (128, 160), seed: int = 0, name: str = "synthetic-shapes"
+        self,
+        n: int = 64,
+        size: tuple[int, int] = (128, 160),
+        seed: int = 0,
+        name: str = "synthetic-shapes",
+        targets: tuple[int, int] = (1, 1),
+        target_radius: tuple[float, float] = (0.1, 0.3),
     ) -> None:
         if not isinstance(n, int) or n < 1:
             raise ValueError(f"Expected n to be a positive integer, got {n!r}")
         if len(size) != 2 or min(size) < 32:
             raise ValueError(f"Expected size (H, W) with both at least 32, got {size!r}")
+        low, high = (int(t) for t in targets)
+        if not 1 <= low <= high:
+            raise ValueError(f"Expected targets (low, high) with 1 <= low <= high, got {targets!r}")
+        r_low, r_high = (float(r) for r in target_radius)
+        if not 0.0 < r_low <= r_high <= 0.5:
+            raise ValueError(f"Expected target_radius (low, high) with 0 < low <= high <= 0.5, got {target_radius!r}")
         self.n = n
         self.size = (int(size[0]), int(size[1]))
         self.seed = int(seed)
         self.name = name
+        self.targets = (low, high)
+        self.target_radius = (r_low, r_high)
 
     def __len__(self) -> int:
         return self.n
@@ -104,9 +133,15 @@ class SyntheticShapes:
         for _ in range(n_shapes - 1):  # distractors: any colour but red
             shape = self._shape(rng, yy, xx, h, w)
             image[shape] = _not_red(rng) + rng.normal(0, 6, size=(int(shape.sum()), 3))
-        target = self._shape(rng, yy, xx, h, w)
-        red = np.array([rng.uniform(170, 250), rng.uniform(10, 80), rng.uniform(10, 80)])
-        image[target] = red + rng.normal(0, 6, size=(int(target.sum()), 3))
+        # (1, 1) draws nothing here, so "synthetic-shapes" samples stay what they were.
+        low, high = self.targets
+        n_targets = low if low == high else int(rng.integers(low, high + 1))
+        target = np.zeros((h, w), dtype=bool)
+        for _ in range(n_targets):
+            shape = self._shape(rng, yy, xx, h, w, self.target_radius)
+            red = np.array([rng.uniform(170, 250), rng.uniform(10, 80), rng.uniform(10, 80)])
+            image[shape] = red + rng.normal(0, 6, size=(int(shape.sum()), 3))
+            target |= shape
         image += rng.normal(0, 5, size=image.shape)
         image = np.clip(image, 0, 255).astype(np.uint8)
         return Sample(
@@ -117,9 +152,24 @@ class SyntheticShapes:
         )
 
     @staticmethod
-    def _shape(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, h: int, w: int) -> np.ndarray:
+    def _shape(
+        rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, h: int, w: int,
+        radius: tuple[float, float] = (0.1, 0.3),
+    ) -> np.ndarray:
         cy, cx = rng.uniform(0.2, 0.8) * h, rng.uniform(0.2, 0.8) * w
-        ry, rx = rng.uniform(0.1, 0.3) * h, rng.uniform(0.1, 0.3) * w
+        ry, rx = rng.uniform(*radius) * h, rng.uniform(*radius) * w
         kind = int(rng.integers(0, 3))
         angle = rng.uniform(0, 2 * np.pi) if kind == TRIANGLE else 0.0
         return shape_mask(kind, (cy, cx), (ry, rx), yy, xx, angle)
+
+
+def synthetic_multi(n: int = 64, size: tuple[int, int] = (128, 160), seed: int = 0) -> SyntheticShapes:
+    """Return ``"synthetic-multi"``: two or three red shapes per image, all of them the target.
+
+    Args:
+        n: Number of samples.
+        size: Image size ``(H, W)``.
+        seed: Base seed; sample ``i`` uses ``(seed, i)``.
+    """
+    return SyntheticShapes(n=n, size=size, seed=seed, name="synthetic-multi", targets=(2, 3),
+                           target_radius=(0.07, 0.16))
