@@ -326,9 +326,17 @@ def test_experiments_tiny_end_to_end(tmp_path: Path) -> None:
     from agents.alignsam.experiments import CONDITIONS, SRM_MAP, main
 
     out = tmp_path / "exp"
-    assert main(["--dataset-n", "12", "--n-train", "8", "--seeds", "0", "--timesteps", "100", "--n-steps", "50",
-                 "--n-epochs", "1", "--max-eval", "2", "--srm-warmup-steps", "10", "--out", str(out)]) == 0
+    argv = ["--dataset-n", "12", "--n-train", "8", "--seeds", "0", "--n-steps", "50", "--n-epochs", "1",
+            "--max-eval", "2", "--srm-warmup-steps", "10", "--out", str(out)]
+    assert main([*argv, "--timesteps", "100"]) == 0
     results = json.loads((out / "results.json").read_text())
+    # a finished run with the same settings is reused (not retrained); other settings are refused
+    model = out / "seed0" / "alignsam.zip"
+    stamp = model.stat().st_mtime_ns
+    assert main([*argv, "--timesteps", "100"]) == 0
+    assert model.stat().st_mtime_ns == stamp
+    with pytest.raises(ValueError, match="same settings.*timesteps: saved 100, given 120"):
+        main([*argv, "--timesteps", "120"])
     assert set(results["summary"]) == set(CONDITIONS) | {SRM_MAP}
     assert results["held_out"] == [8, 9]
     for cond in CONDITIONS:

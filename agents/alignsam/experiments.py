@@ -226,7 +226,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Train (or reuse) one run per seed, evaluate every condition, write and print the table."""
     from agents.alignsam.config import TrainConfig
-    from agents.alignsam.training import RUN_CONFIG, train
+    from agents.alignsam.training import read_run_info, train_or_reuse
+    from sam_gym.atomic import atomic_write_bytes
     from sam_gym.backends import make_backend
     from sam_gym.cache import EmbeddingCache
     from sam_gym.data import make_dataset
@@ -260,12 +261,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                   ("ent_coef", args.ent_coef)) if v is not None})
         if args.n_steps:
             config.batch_size = min(config.batch_size, args.n_steps * config.n_envs)
-        info_path = run_dir / RUN_CONFIG
-        info = json.loads(info_path.read_text()) if info_path.is_file() else {}
         start = time.perf_counter()
-        if not (info.get("complete") and info.get("num_timesteps", 0) >= args.timesteps):
-            train(config, resume=(run_dir / "alignsam.zip").is_file())
-            info = json.loads(info_path.read_text())
+        train_or_reuse(config)
+        info = read_run_info(run_dir)
         train_s = time.perf_counter() - start
         start = time.perf_counter()
         per_seed[seed] = evaluate_run(run_dir, held_out, args.eval_seeds, dataset, cache)
@@ -281,8 +279,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = {"args": vars(args), "backend": backend, "dataset": dataset.name, "held_out": held_out,
                "per_seed": per_seed, "summary": summary, "timings": timings}
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results, indent=2))
-    (out / "results.md").write_text(table + "\n")
+    atomic_write_bytes(out / "results.json", json.dumps(results, indent=2).encode())
+    atomic_write_bytes(out / "results.md", (table + "\n").encode())
     print(table)
     return 0
 

@@ -28,7 +28,7 @@ from typing import Any
 from agents.alignsam.config import TrainConfig
 from sam_gym.atomic import atomic_write_bytes
 
-__all__ = ["MODEL_FILE", "RUN_CONFIG", "RUN_FORMAT", "build_model", "make_train_env", "train"]
+__all__ = ["MODEL_FILE", "RUN_CONFIG", "RUN_FORMAT", "build_model", "make_train_env", "train", "train_or_reuse"]
 
 MODEL_FILE = "alignsam.zip"
 RUN_CONFIG = "config.json"
@@ -275,3 +275,33 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
           f"backend {backend.description}, run folder {run_dir}")
     vec_env.close()
     return run_dir
+
+
+def train_or_reuse(config: TrainConfig) -> tuple[Path, bool]:
+    """Reuse the finished run in ``config.out`` made with the same settings, else train (or resume) it.
+
+    Settings are compared field by field, except those that do not change what is trained
+    (``out``, ``progress_bar``, ``extra``, ``device``, ``checkpoint_every``, ``torch_threads``).
+    An unfinished run with the same settings (a killed job) is resumed from its last checkpoint.
+
+    Returns:
+        ``(run folder, reused)``.
+
+    Raises:
+        ValueError: If ``config.out`` holds a run made with other settings (delete it or pick another folder).
+    """
+    run_dir = Path(config.out)
+    if not (run_dir / RUN_CONFIG).is_file():
+        return train(config), False
+    info = read_run_info(run_dir)
+    ignore = _RESUMABLE_CHANGES - {"timesteps"}
+    saved = {k: v for k, v in info["config"].items() if k not in ignore}
+    wanted = {k: v for k, v in config.to_dict().items() if k not in ignore}
+    if saved != wanted:
+        changed = sorted(k for k in wanted.keys() | saved.keys() if saved.get(k) != wanted.get(k))
+        details = ", ".join(f"{k}: saved {saved.get(k)!r}, given {wanted.get(k)!r}" for k in changed)
+        raise ValueError(f"Expected {run_dir} to hold a run with the same settings, got different {details}; "
+                         "delete the folder or choose another one")
+    if info.get("complete"):
+        return run_dir, True
+    return train(config, resume=(run_dir / MODEL_FILE).is_file()), False
