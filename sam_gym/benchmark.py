@@ -352,8 +352,10 @@ def run_benchmark(
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine_description(backend),
         "settings": {"steps": steps, "batches": [int(b) for b in batches], "rss_steps": rss_steps, "seed": seed,
-                     "dataset": images.name, "n_images": n_images, "env_kwargs": {k: repr(v) for k, v in
-                                                                                   env_kwargs.items()}},
+                     "dataset": images.name, "n_images": n_images,
+                     "env_kwargs": {k: repr(v) for k, v in env_kwargs.items()},
+                     # SAM backends: most prompts per mask-decoder call in the vector env (None: all)
+                     "decoder_batch": getattr(backend, "decoder_batch", None)},
     }
     log(f"backend: {backend.description} on {results['device']}")
 

@@ -188,14 +188,23 @@ def test_decode_batch_matches_decode(tiny: SamBackend, wide: tuple[np.ndarray, E
     ]
     labels = [np.array([1, 0]), np.array([1, 1]), np.array([1])]
     first = tiny.decode(embs[1], points[1], labels[1])
-    mask_inputs = [None, first.logits(), None]
-    for multimask in (False, True):
-        batch = tiny.decode_batch(embs, points, labels, mask_inputs, multimask=multimask)
-        for i, got in enumerate(batch):
-            want = tiny.decode(embs[i], points[i], labels[i], mask_inputs[i], multimask=multimask)
-            torch.testing.assert_close(got.low_res_logits, want.low_res_logits, rtol=0, atol=1e-4)
-            np.testing.assert_allclose(got.scores, want.scores, atol=1e-4)
-            assert got.mask().shape == embs[i].image_size
+    embs.append(embs[1])
+    points.append(np.array([[40.0, 20.0], [7.0, 9.0]]))
+    labels.append(np.array([0, 1]))
+    mask_inputs = [None, first.logits(), None, first.logits()]
+    assert tiny.decoder_batch == 2  # the CPU default
+    try:
+        for size in (1, 2, 8):  # prompts per decoder call: 3 items have 2 points, so 3, 2 and 1 call(s) for them
+            tiny.decoder_batch = size
+            for multimask in (False, True):
+                batch = tiny.decode_batch(embs, points, labels, mask_inputs, multimask=multimask)
+                for i, got in enumerate(batch):
+                    want = tiny.decode(embs[i], points[i], labels[i], mask_inputs[i], multimask=multimask)
+                    torch.testing.assert_close(got.low_res_logits, want.low_res_logits, rtol=0, atol=1e-4)
+                    np.testing.assert_allclose(got.scores, want.scores, atol=1e-4)
+                    assert got.mask().shape == embs[i].image_size
+    finally:
+        tiny.decoder_batch = 2
     with pytest.raises(ValueError, match="one length"):
         tiny.decode_batch(embs, points[:2], labels)
 
@@ -205,6 +214,8 @@ def test_constructor_errors() -> None:
         SamBackend(model=tiny_sam(), device="cpu", half=True)
     with pytest.raises(ValueError, match="model_type"):
         SamBackend(model_type="vit_x", checkpoint="random")
+    with pytest.raises(ValueError, match="decoder_batch"):
+        SamBackend(model=tiny_sam(), device="cpu", decoder_batch=0)
     with pytest.raises(ValueError, match="injected model"):
         SamBackend(model=tiny_sam(), checkpoint="random")
     with pytest.raises(ValueError, match="no-such.pth"):

@@ -38,7 +38,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the installation
     raise ImportError('The SAM backends need torch: pip install "sam-gym[sam]"') from exc
 
-__all__ = ["SamBackend"]
+__all__ = ["CPU_DECODER_BATCH", "SamBackend"]
 
 #: model type -> (import name, distribution name) of the package that builds it.
 _PACKAGES: dict[str, tuple[str, str]] = {
@@ -48,6 +48,9 @@ _PACKAGES: dict[str, tuple[str, str]] = {
     "vit_t": ("mobile_sam", "mobilesam-mirror"),
 }
 _DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+
+#: Default ``decoder_batch`` on the CPU (prompts per mask-decoder call in ``decode_batch``).
+CPU_DECODER_BATCH = 2
 
 
 def _import(module: str, model_type: str) -> Any:
@@ -142,6 +145,7 @@ class SamBackend(PromptableSegmenter):
         device: str | None = None,
         half: bool = False,
         model: torch.nn.Module | None = None,
+        decoder_batch: int | None = None,
     ) -> None:
         """Build the model, load its weights and move it to the device.
 
@@ -157,15 +161,22 @@ class SamBackend(PromptableSegmenter):
                 CUDA only. The prompt encoder and all outputs stay float32.
             model: An already-built ``Sam`` module (e.g. a tiny one in tests) used with its current
                 weights instead of building ``model_type``.
+            decoder_batch: Most prompts per mask-decoder call in :meth:`decode_batch`. ``None``: all
+                of them on CUDA; :data:`CPU_DECODER_BATCH` on the CPU, where a call over 8 prompts
+                was slower than 8 single calls (its activations leave the cache; see
+                ``docs/benchmarks.md``).
 
         Raises:
             ValueError: For an unknown ``model_type``, a bad ``device``, ``half`` without CUDA, a
-                checkpoint with ``model``, a missing or unfitting checkpoint file.
+                checkpoint with ``model``, a missing or unfitting checkpoint file, or ``decoder_batch``
+                below 1.
             ImportError: If segment-anything / mobile_sam (or torch) is not installed.
             sam_gym.backends.weights.WeightsUnavailableError: If ``"auto"`` cannot get the weights.
         """
         if model_type not in _PACKAGES:
             raise ValueError(f"Expected model_type to be one of {sorted(_PACKAGES)}, got {model_type!r}")
+        if decoder_batch is not None and (not isinstance(decoder_batch, int) or decoder_batch < 1):
+            raise ValueError(f"Expected decoder_batch to be None or an integer >= 1, got {decoder_batch!r}")
         self.model_type = model_type
         self.name = "mobilesam_vit_t" if model_type == "vit_t" else f"sam_{model_type}"
         self.device = _select_device(device)
@@ -178,6 +189,9 @@ class SamBackend(PromptableSegmenter):
             self.dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         else:
             self.dtype = torch.float32
+        if decoder_batch is None and self.device.type == "cpu":
+            decoder_batch = CPU_DECODER_BATCH
+        self.decoder_batch = decoder_batch
 
         family = "MobileSAM" if model_type == "vit_t" else "SAM"
         self.checkpoint_path: Path | None = None
@@ -287,7 +301,7 @@ class SamBackend(PromptableSegmenter):
                 dense_prompt_embeddings=dense.to(self.dtype),
                 multimask_output=multimask,
             )
-        return self._prediction(low_res[0], iou[0], embedding)
+        return self._prediction(low_res[0], iou[0].float().cpu().numpy(), embedding)
 
     def decode_batch(
         self,
@@ -301,13 +315,14 @@ class SamBackend(PromptableSegmenter):
 
         Item ``i`` gives the same result as ``decode(embeddings[i], points[i], labels[i],
         mask_inputs[i], multimask)`` (up to float rounding). Items with the same number of points
-        share one prompt-encoder and one mask-decoder call, so a batch whose items all have ``N``
-        points costs a single decoder call. Items are not padded to a common ``N`` with
+        share one prompt-encoder and one mask-decoder call (at most ``decoder_batch`` items per
+        call), so on CUDA a batch whose items all have ``N`` points costs a single decoder call.
+        Items are not padded to a common ``N`` with
         "not a point" tokens: those tokens take part in SAM's attention and change the masks.
 
-        The stock ``MaskDecoder.predict_masks`` broadcasts one image embedding to all prompts; here
-        each prompt's image embedding is passed through ``dense_prompt_embeddings`` (which the
-        decoder adds to the broadcast image embedding) with a zero image embedding.
+        The stock ``MaskDecoder.predict_masks`` repeats one image embedding for all prompts; here each
+        prompt brings its own image embedding (:func:`_predict_masks`), so nothing is repeated or
+        copied per item beyond stacking the embeddings once per call.
 
         Args:
             embeddings: ``B`` embeddings from :meth:`encode`.
@@ -337,25 +352,22 @@ class SamBackend(PromptableSegmenter):
         groups: dict[int, list[int]] = {}
         for i, (coords, _) in enumerate(prompts):
             groups.setdefault(int(coords.shape[0]), []).append(i)
+        size = self.decoder_batch or n
+        calls = [idx[k : k + size] for idx in groups.values() for k in range(0, len(idx), size)]
 
         results: dict[int, Prediction] = {}
         with torch.inference_mode():
-            dense = self._dense_embeddings(masks)
-            zero = torch.zeros_like(features[0])
-            for idx in groups.values():
+            for idx in calls:
                 coords = torch.stack([prompts[i][0] for i in idx])
                 point_labels = torch.stack([prompts[i][1] for i in idx])
                 sparse, _ = self.model.prompt_encoder(points=(coords, point_labels), boxes=None, masks=None)
-                per_prompt = torch.cat([features[i] for i in idx]) + dense[idx]
-                low_res, iou = self.model.mask_decoder(
-                    image_embeddings=zero,
-                    image_pe=self._dense_pe,
-                    sparse_prompt_embeddings=sparse.to(self.dtype),
-                    dense_prompt_embeddings=per_prompt,
-                    multimask_output=multimask,
-                )
+                src = torch.cat([features[i] for i in idx])
+                self._add_dense_embeddings(src, [masks[i] for i in idx])
+                low_res, iou = _predict_masks(self.model.mask_decoder, src, self._dense_pe, sparse.to(self.dtype),
+                                              multimask)
+                scores = iou.float().cpu().numpy()  # one device-to-host copy per decoder call, not per item
                 for j, i in enumerate(idx):
-                    results[i] = self._prediction(low_res[j], iou[j], embeddings[i])
+                    results[i] = self._prediction(low_res[j], scores[j], embeddings[i])
         return [results[i] for i in range(n)]
 
     # ------------------------------------------------------------------ observation
@@ -489,20 +501,27 @@ class SamBackend(PromptableSegmenter):
             )
         return logits.to(self.device, torch.float32)[None]
 
-    def _dense_embeddings(self, masks: list[torch.Tensor | None]) -> torch.Tensor:
-        """Dense prompt embeddings ``(B, C, h, w)``: the encoded mask, or SAM's "no mask" embedding."""
+    def _add_dense_embeddings(self, src: torch.Tensor, masks: list[torch.Tensor | None]) -> None:
+        """Add each item's dense prompt embedding (its encoded mask input, or "no mask") to ``src`` in place."""
         prompt_encoder = self.model.prompt_encoder
-        _, emb_h, emb_w = self.embedding_shape
-        dense = prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(len(masks), -1, emb_h, emb_w)
-        dense = dense.to(self.dtype).clone()
-        given = [i for i, m in enumerate(masks) if m is not None]
+        given = [j for j, m in enumerate(masks) if m is not None]
+        missing = [j for j, m in enumerate(masks) if m is None]
         if given:
-            _, encoded = prompt_encoder(points=None, boxes=None, masks=torch.cat([masks[i] for i in given]))
-            dense[given] = encoded.to(self.dtype)
-        return dense
+            _, encoded = prompt_encoder(points=None, boxes=None, masks=torch.cat([masks[j] for j in given]))
+            encoded = encoded.to(self.dtype)
+            if len(given) == len(masks):
+                src += encoded
+            else:
+                src[given] += encoded
+        if missing:
+            no_mask = prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1).to(self.dtype)
+            if len(missing) == len(masks):
+                src += no_mask
+            else:
+                src[missing] += no_mask
 
-    def _prediction(self, low_res: torch.Tensor, iou: torch.Tensor, embedding: Embedding) -> Prediction:
-        """Wrap ``(K, low_h, low_w)`` logits and ``(K,)`` IoUs; full masks are upsampled on demand."""
+    def _prediction(self, low_res: torch.Tensor, scores: np.ndarray, embedding: Embedding) -> Prediction:
+        """Wrap ``(K, low_h, low_w)`` device logits and ``(K,)`` host IoU scores; full masks are upsampled on demand."""
         logits = low_res.float()
         input_size = tuple(int(v) for v in embedding.extras["input_size"])
         image_size = embedding.image_size
@@ -512,4 +531,36 @@ class SamBackend(PromptableSegmenter):
                 up = self.model.postprocess_masks(logits[k : k + 1][None], input_size, image_size)
                 return (up[0, 0] > self.model.mask_threshold).cpu().numpy()
 
-        return Prediction(scores=iou.float().cpu().numpy(), low_res_logits=logits, full_mask=full_mask)
+        return Prediction(scores=scores, low_res_logits=logits, full_mask=full_mask)
+
+
+def _predict_masks(
+    decoder: torch.nn.Module, src: torch.Tensor, image_pe: torch.Tensor, sparse: torch.Tensor, multimask: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """SAM's ``MaskDecoder.forward`` with one image embedding per prompt.
+
+    The same computation as segment-anything's ``MaskDecoder.predict_masks`` (MobileSAM's is the
+    same code), except that ``src`` already holds each prompt's image embedding plus its dense
+    prompt embedding, ``(B, C, h, w)``, instead of one image embedding repeated ``B`` times; the
+    positional encoding is expanded (a view), not repeated.
+
+    Returns:
+        ``(B, K, low_h, low_w)`` mask logits and ``(B, K)`` predicted IoUs, ``K`` = 3 with
+        ``multimask`` else 1.
+    """
+    output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight], dim=0)
+    output_tokens = output_tokens.unsqueeze(0).expand(sparse.size(0), -1, -1)
+    tokens = torch.cat((output_tokens, sparse), dim=1)
+    b, c, h, w = src.shape
+    hs, src = decoder.transformer(src, image_pe.expand(b, -1, -1, -1), tokens)
+    iou_token_out = hs[:, 0, :]
+    mask_tokens_out = hs[:, 1 : (1 + decoder.num_mask_tokens), :]
+    upscaled = decoder.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))
+    hyper_in = torch.stack(
+        [decoder.output_hypernetworks_mlps[i](mask_tokens_out[:, i, :]) for i in range(decoder.num_mask_tokens)], dim=1
+    )
+    b, c, h, w = upscaled.shape
+    masks = (hyper_in @ upscaled.view(b, c, h * w)).view(b, -1, h, w)
+    iou_pred = decoder.iou_prediction_head(iou_token_out)
+    keep = slice(1, None) if multimask else slice(0, 1)
+    return masks[:, keep], iou_pred[:, keep]

@@ -5,9 +5,10 @@
 embedding cache. Each sub-env keeps owning its episode (click budget, the action -> point mapping of
 :class:`~sam_gym.grid.PatchGrid`, labels, reward); the vector env only takes the decoder call out of
 every sub-env's step (:meth:`SamPromptEnv.prepare_step` / :meth:`SamPromptEnv.finish_step`) and runs
-all of them as one ``backend.decode_batch(...)`` call. With a SAM backend that is one batched mask-decoder
-call over the stacked per-env embeddings, prompts and previous logits on the backend's device
-(grouped by prompt count, see :meth:`sam_gym.backends.sam.SamBackend.decode_batch`); other backends
+all of them as one ``backend.decode_batch(...)`` call. With a SAM backend on CUDA that is one batched
+mask-decoder call over the stacked per-env embeddings, prompts and previous logits on the backend's
+device (grouped by prompt count, see :meth:`sam_gym.backends.sam.SamBackend.decode_batch`; on the CPU
+calls of ``decoder_batch`` = 2 prompts, which measured faster there than one large call); other backends
 loop over ``decode``. Results are those of ``num_envs`` single envs seeded ``seed + i``.
 
 :class:`SB3VecEnv` adapts it to Stable-Baselines3's ``VecEnv`` API (``terminal_observation`` in the
