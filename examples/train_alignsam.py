@@ -3,7 +3,8 @@
     python examples/train_alignsam.py            # ~3 minutes on 2 CPU cores
     python examples/train_alignsam.py --tiny     # a few seconds (smoke test)
 
-Uses the built-in synthetic shapes and the weight-free classical backend (a graph cut, NOT SAM);
+Uses the built-in ``synthetic-multi`` scenes (every red shape is the target, so the clicks after
+the first prompt matter) and the weight-free classical backend (a graph cut, NOT SAM);
 pass ``--backend sam_vit_b --checkpoint PATH`` for real SAM. Points are ``(x, y)`` image pixels.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -39,13 +41,12 @@ def main() -> int:
 
 def run(args: argparse.Namespace, out: Path) -> int:
     """Train into ``out``, evaluate, print."""
+    sizes: dict[str, Any] = {"timesteps": 5000, "dataset_kwargs": {"n": 80}}
     if args.tiny:
-        config = TrainConfig(timesteps=100, n_steps=50, batch_size=50, n_epochs=1, n_train=8, srm_warmup_steps=10,
-                             dataset_kwargs={"n": 10}, out=str(out), backend=args.backend,
-                             checkpoint=args.checkpoint, progress_bar=False)
-    else:
-        config = TrainConfig(timesteps=5000, dataset_kwargs={"n": 80}, out=str(out), backend=args.backend,
-                             checkpoint=args.checkpoint)
+        sizes = {"timesteps": 100, "n_steps": 50, "batch_size": 50, "n_epochs": 1, "n_train": 8,
+                 "srm_warmup_steps": 10, "dataset_kwargs": {"n": 10}, "progress_bar": False}
+    config = TrainConfig(dataset="synthetic-multi", out=str(out), backend=args.backend, checkpoint=args.checkpoint,
+                         **sizes)
     run_dir = train(config)
 
     agent = AlignSAMPolicy.load(run_dir)

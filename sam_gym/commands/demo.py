@@ -1,6 +1,8 @@
 """``sam-gym demo``: train a small AlignSAM agent, then score it against the baselines on held-out images.
 
-The project's main job, offline on a fresh machine: on the built-in synthetic shapes (114 samples),
+The project's main job, offline on a fresh machine: on built-in synthetic scenes (114 samples; by
+default ``synthetic-multi``, where the target is every red shape of the image, two or three of them, so
+one good click is not enough, see :mod:`sam_gym.data.synthetic`),
 train AlignSAM (sb3-contrib ``MaskablePPO`` + the implicit recalibration module, see
 :mod:`agents.alignsam.training`) on the first ``--n-train`` samples, then evaluate it, ``random+srm``
 (random clicks with the agent's SRM labels and initial prompts: the like-for-like comparison, the
@@ -25,9 +27,9 @@ from sam_gym.commands.eval import EvalSettings, build_policies, evaluate
 
 HELP = "train a small AlignSAM agent on synthetic shapes and compare it with the baselines (offline)"
 
-#: The demo's built-in dataset (:class:`sam_gym.data.SyntheticShapes`) and its size: 50 training
+#: The demo's default built-in dataset (:mod:`sam_gym.data.synthetic`) and its size: 50 training
 #: samples leave 64 held-out ones (the held-out set of ``docs/alignsam.md``).
-DATASET = "synthetic-shapes"
+DATASET = "synthetic-multi"
 DATASET_N = 114
 #: ``--quick`` (tests, seconds): training and evaluation sizes.
 QUICK = {"n_train": 2, "timesteps": 8, "n_steps": 8, "batch_size": 8, "n_epochs": 1, "n_envs": 1,
@@ -36,7 +38,11 @@ QUICK = {"n_train": 2, "timesteps": 8, "n_steps": 8, "batch_size": 8, "n_epochs"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the command's arguments."""
+    from sam_gym.data import BUILTIN
+
     add_backend_arguments(parser)
+    parser.add_argument("--dataset", choices=BUILTIN, default=DATASET,
+                        help=f"built-in dataset, {DATASET_N} samples (default: %(default)s)")
     parser.add_argument("--policies", default="random,grid,clicker",
                         help="comma-separated baselines scored beside the trained agent (default: %(default)s)")
     parser.add_argument("--n-train", type=int, default=50,
@@ -44,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: %(default)s)")
     parser.add_argument("--timesteps", type=int, default=8000,
                         help="PPO training clicks (default: %(default)s, about 11 PPO updates; the whole demo takes "
-                             "about 5 minutes on 2 idle CPU cores)")
+                             "about 5.5 minutes on 2 idle CPU cores)")
     parser.add_argument("--max-clicks", type=int, default=15, help="clicks per episode (default: %(default)s)")
     parser.add_argument("--seeds", default="0", help="evaluation reset seeds (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="training seed (default: %(default)s)")
@@ -56,7 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _command_line(args: argparse.Namespace) -> str:
-    argv = ["sam-gym", "demo", "--backend", args.backend]
+    argv = ["sam-gym", "demo", "--dataset", args.dataset, "--backend", args.backend]
     if args.checkpoint:
         argv += ["--checkpoint", str(args.checkpoint)]
     argv += ["--policies", args.policies, "--n-train", str(args.n_train), "--timesteps", str(args.timesteps),
@@ -71,27 +77,10 @@ def _train_config(args: argparse.Namespace, run_dir: Path) -> Any:
     sizes: dict[str, Any] = {"n_train": args.n_train, "timesteps": args.timesteps, "max_clicks": args.max_clicks}
     if args.quick:
         sizes = {k: v for k, v in QUICK.items() if k != "episodes"}
-    return TrainConfig(dataset=DATASET, dataset_kwargs={"n": DATASET_N}, backend=args.backend,
+    return TrainConfig(dataset=args.dataset, dataset_kwargs={"n": DATASET_N}, backend=args.backend,
                        checkpoint=args.checkpoint, seed=args.seed,
                        out=str(run_dir), srm="implicit", device=args.device or "auto", progress_bar=True,
                        extra={"command": _command_line(args)}, **sizes)
-
-
-def _trained_agent(config: Any, run_dir: Path) -> Path:
-    """Train into ``run_dir``, or reuse a finished run there made with the same settings."""
-    from agents.alignsam.training import MODEL_FILE, read_run_info, train
-
-    if (run_dir / MODEL_FILE).is_file():
-        info = read_run_info(run_dir)
-        ignore = {"progress_bar", "extra", "device", "out"}
-        saved = {k: v for k, v in info["config"].items() if k not in ignore}
-        wanted = {k: v for k, v in config.to_dict().items() if k not in ignore}
-        if info.get("complete") and saved == wanted:
-            print(f"reusing the trained agent in {run_dir} (delete the folder to train again)")
-            return run_dir
-        raise ValueError(f"Expected {run_dir} to hold a finished run with the same settings, got a different or "
-                         f"unfinished one; delete it or pass another --out")
-    return train(config)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -108,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     run_dir = out / "alignsam"
     config = _train_config(args, run_dir)
-    dataset = make_dataset(DATASET, n=DATASET_N)
+    dataset = make_dataset(args.dataset, n=DATASET_N)
     if not 0 < config.n_train < len(dataset):
         raise ValueError(f"Expected --n-train in [1, {len(dataset) - 1}] (the demo data has {len(dataset)} samples), "
                          f"got {config.n_train}")
@@ -116,10 +105,13 @@ def run(args: argparse.Namespace) -> int:
     banner = f"sam-gym demo: backend {backend.description}" + ("" if backend.is_sam else "  [NOT SAM]")
     print(f"{banner}\n{'=' * len(banner)}")
 
-    print(f"1/2 training AlignSAM on samples 0-{config.n_train - 1} of {DATASET} ({config.timesteps} clicks)")
+    print(f"1/2 training AlignSAM on samples 0-{config.n_train - 1} of {args.dataset} ({config.timesteps} clicks)")
     from agents.alignsam.policy import AlignSAMPolicy, SRMRandomPolicy
+    from agents.alignsam.training import train_or_reuse
 
-    trained = _trained_agent(config, run_dir)
+    trained, reused = train_or_reuse(config)
+    if reused:
+        print(f"reusing the trained agent in {trained} (delete the folder to train again)")
     train_seconds = time.perf_counter() - start
     agent = AlignSAMPolicy.load(trained, device=args.device or "auto")
     # "random+srm": random locations with the agent's SRM labels and initial prompts (the paper's
