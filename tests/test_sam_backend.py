@@ -193,6 +193,7 @@ def test_decode_batch_matches_decode(tiny: SamBackend, wide: tuple[np.ndarray, E
     labels.append(np.array([0, 1]))
     mask_inputs = [None, first.logits(), None, first.logits()]
     assert tiny.decoder_batch == 2  # the CPU default
+    before = [e.features.clone() for e in embs]
     try:
         for size in (1, 2, 8):  # prompts per decoder call: 3 items have 2 points, so 3, 2 and 1 call(s) for them
             tiny.decoder_batch = size
@@ -205,6 +206,8 @@ def test_decode_batch_matches_decode(tiny: SamBackend, wide: tuple[np.ndarray, E
                     assert got.mask().shape == embs[i].image_size
     finally:
         tiny.decoder_batch = 2
+    for e, f in zip(embs, before, strict=True):  # the (cached) embeddings are never changed in place
+        assert torch.equal(e.features, f)
     with pytest.raises(ValueError, match="one length"):
         tiny.decode_batch(embs, points[:2], labels)
 

@@ -39,8 +39,9 @@ Measured (RITM click simulator ``sam_gym.clicker``, 20 clicks, void excluded; co
 ``python benchmarks/classical_noc.py --dataset ../shared/data/GrabCut --dataset ../shared/data/Berkeley
 --workers 1 --speed-repeats 5``, details in ``docs/classical-backend.md``): GrabCut (50) NoC@85 5.10,
 NoC@90 6.36 (v1: 10.12 / 12.12); Berkeley (100) NoC@85 7.61, NoC@90 10.36 (v1 NoC@90: 15.84);
-``SyntheticShapes(n=64)`` clicker mIoU after clicks 1..5 0.95, 0.93, 0.92, 0.94, 0.95 (v1: 0.61 to
-0.72); decode of a 480x640 image with one thread about 33 calls/s (v1 about 16 on the same machine).
+``SyntheticShapes(n=64)`` (the earlier random-target data, v2) clicker mIoU after clicks 1..5 0.95,
+0.93, 0.92, 0.94, 0.95 (v1: 0.61 to 0.72); decode of a 480x640 image with one thread about 33
+calls/s (v1 about 16 on the same machine).
 
 Published NoC@90 on GrabCut / Berkeley with the standard click simulator and 20 clicks (Xu et
 al., "Deep Interactive Object Selection", CVPR 2016): graph cut 11.10 / 14.33, random walker

@@ -11,9 +11,10 @@ target's shape.
 
 ``"synthetic-multi"``: the same scenes with **two or three smaller red shapes, all of them the
 target** (one to three distractors). A click selects one connected shape (the classical backend's
-star-convexity prior is centred on each positive click; SAM behaves alike), so one good click is
-not enough: every red shape needs a click of its own, as for multi-instance classes ("all polyps",
-"the shadows") in AlignSAM's tasks. This is where *where to click* matters after the first click.
+star-convexity prior is centred on each positive click; SAM, too, usually segments the object under
+a point), so one good click is not enough: every red shape needs a click of its own, as for
+multi-instance classes ("all polyps", "the shadows") in AlignSAM's tasks. This is where *where to
+click* matters after the first click.
 
 Sample ``i`` depends only on ``(seed, i)``.
 """
