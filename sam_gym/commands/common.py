@@ -11,7 +11,8 @@ __all__ = ["add_backend_arguments", "add_dataset_arguments", "backend_from_args"
 def add_dataset_arguments(parser: argparse.ArgumentParser, default: str | None = "synthetic-shapes") -> None:
     """Add ``--dataset``, ``--void`` and ``--limit``."""
     parser.add_argument("--dataset", default=default, required=default is None,
-                        help="'synthetic-shapes' or a folder with images/ and masks/ (default: %(default)s)")
+                        help="'synthetic-shapes', 'synthetic-multi' or a folder with images/ and masks/ "
+                             "(default: %(default)s)")
     parser.add_argument("--void", type=int, action="append", default=None, metavar="VALUE",
                         help="mask value to ignore (repeatable; the shared benchmark folders have presets)")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N samples")

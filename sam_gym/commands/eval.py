@@ -30,7 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="policy to score (repeatable): random, grid, clicker, clicker-tta, aop, sapnet, "
                              "alignsam:RUN_DIR, or module.path:Class[@ARG]")
     parser.add_argument("--dataset", required=True,
-                        help="'synthetic-shapes' or a folder with images/ and masks/ (e.g. ../shared/data/GrabCut)")
+                        help="'synthetic-shapes', 'synthetic-multi' or a folder with images/ and masks/ "
+                             "(e.g. ../shared/data/GrabCut)")
     parser.add_argument("--void", type=int, action="append", default=None, metavar="VALUE",
                         help="mask value to ignore (repeatable; the shared benchmark folders have presets)")
     add_backend_arguments(parser)

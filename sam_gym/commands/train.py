@@ -23,7 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from agents.alignsam.config import SRM_MODES, TrainConfig
 
     d = TrainConfig()
-    parser.add_argument("--dataset", default=d.dataset, help="'synthetic-shapes' or a folder with images/ and masks/")
+    parser.add_argument("--dataset", default=d.dataset,
+                        help="'synthetic-shapes', 'synthetic-multi' or a folder with images/ and masks/")
     parser.add_argument("--backend", default=d.backend,
                         help="classical (weight-free, NOT SAM) | sam_vit_h | sam_vit_l | sam_vit_b | mobilesam_vit_t")
     parser.add_argument("--checkpoint", default=None, help="SAM weights: a path, 'auto' or 'random' (tests only)")
