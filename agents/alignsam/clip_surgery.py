@@ -82,7 +82,7 @@ def load_clip(model_name: str = "ViT-B-16", pretrained: str = "openai", device: 
                 f"with --srm implicit, which needs no CLIP"
             ) from exc
     tokenizer = open_clip.get_tokenizer(tokenizer_name)
-    return ClipSurgery(model.to(device).eval(), tokenizer)
+    return ClipSurgery(model.eval(), tokenizer).to(device)
 
 
 class ClipSurgery(nn.Module):
@@ -117,8 +117,10 @@ class ClipSurgery(nn.Module):
         size = visual.image_size
         self.input_size = (int(size[0]), int(size[1])) if isinstance(size, (tuple, list)) else (int(size), int(size))
         cfg = getattr(visual, "preprocess_cfg", None) or {}
-        self.register_buffer("mean", torch.tensor(cfg.get("mean", _OPENAI_MEAN), dtype=torch.float32).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(cfg.get("std", _OPENAI_STD), dtype=torch.float32).view(1, 3, 1, 1))
+        # Buffers start on the model's device, and ``.to()`` on this wrapper moves them with the model.
+        device = next(model.parameters()).device
+        for name, values in (("mean", cfg.get("mean", _OPENAI_MEAN)), ("std", cfg.get("std", _OPENAI_STD))):
+            self.register_buffer(name, torch.tensor(values, dtype=torch.float32, device=device).view(1, 3, 1, 1))
 
     @property
     def device(self) -> torch.device:
