@@ -41,6 +41,7 @@ from agents.aop.scenes import MultiInstanceScenes, Scene, group_scenes
 from sam_gym.backends import make_backend
 from sam_gym.data import make_dataset, shared_data_dir
 from sam_gym.metrics import greedy_iou_matching
+from sam_gym.reporting import markdown_table
 
 
 def grid_masks(backend: Any, embedding: Any, image_size: tuple[int, int], side: int) -> list[np.ndarray]:
@@ -124,11 +125,10 @@ def main() -> None:
                    "memory": "torch.cuda" if cuda else "tracemalloc (numpy/Python; not torch CPU)"}
             rows.append(row)
             print(json.dumps(row), flush=True)
-    print("\n| dataset | method | images | prompts/img | s/img | peak MiB | mIoU (greedy) |")
-    print("|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['dataset']} | {r['method']} | {r['images']} | {r['prompts']} | {r['seconds']} | "
-              f"{r['peak_mib']} | {r['miou']} |")
+    print()
+    print(markdown_table([[r[k] for k in ("dataset", "method", "images", "prompts", "seconds", "peak_mib", "miou")]
+                          for r in rows],
+                         ["dataset", "method", "images", "prompts/img", "s/img", "peak MiB", "mIoU (greedy)"]))
     print(f"\nbackend: {backend.description}")
 
 

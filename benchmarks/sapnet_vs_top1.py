@@ -34,6 +34,7 @@ from agents.sapnet import SAPNet, fit
 from sam_gym.backends import make_backend
 from sam_gym.data import make_dataset, shared_data_dir
 from sam_gym.metrics import iou
+from sam_gym.reporting import markdown_table
 
 
 def evaluate(model: SAPNet, backend: object, scenes: list[Scene], class_mode: str) -> dict[str, float]:
@@ -91,11 +92,10 @@ def main() -> None:
             rows.append({"dataset": name, "trained_on": f"COCO_MVal[:{half}] (class-agnostic)",
                          **evaluate(agnostic, backend, scenes, "agnostic")})
             print(json.dumps(rows[-1]), flush=True)
-    print("\n| dataset | trained on | instances | top-1 mIoU | SAPNet mIoU | best-in-bag mIoU |")
-    print("|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['dataset']} | {r['trained_on']} | {r['instances']} | {r['top1']} | {r['sapnet']} | "
-              f"{r['oracle_best']} |")
+    print()
+    print(markdown_table([[r[k] for k in ("dataset", "trained_on", "instances", "top1", "sapnet", "oracle_best")]
+                          for r in rows],
+                         ["dataset", "trained on", "instances", "top-1 mIoU", "SAPNet mIoU", "best-in-bag mIoU"]))
     print(f"\nbackend: {backend.description}")
 
 

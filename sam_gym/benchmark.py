@@ -24,7 +24,6 @@ the pixel is ``(floor(y), floor(x))``, masks ``(H, W)`` indexed ``[row, col]``.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import gc
 import os
@@ -39,6 +38,7 @@ import numpy as np
 from sam_gym.backends.base import PromptableSegmenter
 from sam_gym.data import SegmentationDataset
 from sam_gym.envs.prompt_env import SamPromptEnv
+from sam_gym.memory import rss_bytes
 
 __all__ = [
     "REQUIRED_KEYS",
@@ -102,29 +102,6 @@ def machine_description(backend: PromptableSegmenter) -> dict[str, Any]:
         if device is not None and device.type == "cuda":
             info["gpu"] = torch.cuda.get_device_name(device)
     return info
-
-
-def rss_bytes() -> tuple[int, str]:
-    """Current resident set size of this process and how it was read.
-
-    Returns:
-        ``(bytes, method)``: ``psutil`` when installed, else ``VmRSS`` of ``/proc/self/status``,
-        else ``resource.getrusage`` (the *peak* RSS, an upper bound on growth).
-    """
-    try:
-        import psutil
-    except ImportError:
-        psutil = None
-    if psutil is not None:
-        return int(psutil.Process().memory_info().rss), "psutil"
-    with contextlib.suppress(OSError), open("/proc/self/status", encoding="ascii") as fh:  # Linux only
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024, "/proc/self/status VmRSS"
-    import resource
-
-    scale = 1 if sys.platform == "darwin" else 1024
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * scale, "resource ru_maxrss (peak)"
 
 
 def _valid_action(masks: np.ndarray, rng: np.random.Generator) -> np.ndarray:

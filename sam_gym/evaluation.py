@@ -11,15 +11,14 @@ measures each one's peak memory (:class:`PeakMemory`); :mod:`sam_gym.reporting` 
 from __future__ import annotations
 
 import inspect
-import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import numpy as np
+
+from sam_gym.memory import PeakMemory
 
 __all__ = [
     "EpisodeRecord",
@@ -189,72 +188,6 @@ def run_episodes(
             if progress is not None:
                 progress()
     return records
-
-
-class PeakMemory:
-    """Context manager measuring the peak resident memory of this process while its block runs.
-
-    On Linux the kernel's resident-set high-water mark (``VmHWM`` in ``/proc/self/status``) is
-    reset on entry by writing ``5`` to ``/proc/self/clear_refs`` and read on exit, so
-    :attr:`peak_mb` is the largest RSS reached *during the block* (the interpreter, backend,
-    cache and dataset included: compare policies by their difference). Where that reset is not
-    possible, the process-lifetime peak ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` is used
-    instead (an upper bound; :attr:`method` says which). When torch has CUDA initialised,
-    :attr:`gpu_peak_mb` is ``torch.cuda.max_memory_allocated()`` over the block (peak stats reset
-    on entry); otherwise ``None``. Nothing is sampled while the block runs, so timings taken inside
-    are not slowed down.
-
-    Attributes:
-        method: ``"VmHWM"`` or ``"ru_maxrss"``.
-        peak_mb: Peak RSS in MiB (set on exit).
-        gpu_peak_mb: Peak CUDA memory allocated by torch in MiB, or ``None``.
-    """
-
-    def __init__(self) -> None:
-        self.method = "ru_maxrss"
-        self.peak_mb = 0.0
-        self.gpu_peak_mb: float | None = None
-
-    @staticmethod
-    def _status_kb(field_name: str) -> float | None:
-        try:
-            for line in Path("/proc/self/status").read_text().splitlines():
-                if line.startswith(field_name + ":"):
-                    return float(line.split()[1])
-        except OSError:
-            return None
-        return None
-
-    @staticmethod
-    def _cuda() -> Any:
-        torch = sys.modules.get("torch")
-        if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
-            return torch.cuda
-        return None
-
-    def __enter__(self) -> PeakMemory:
-        try:
-            Path("/proc/self/clear_refs").write_text("5")
-            self.method = "VmHWM" if self._status_kb("VmHWM") is not None else "ru_maxrss"
-        except OSError:
-            self.method = "ru_maxrss"
-        cuda = self._cuda()
-        if cuda is not None:
-            cuda.reset_peak_memory_stats()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        hwm = self._status_kb("VmHWM") if self.method == "VmHWM" else None
-        if hwm is not None:
-            self.peak_mb = hwm / 1024.0
-        else:
-            import resource  # Unix only; imported here so that the module imports everywhere
-
-            maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kB on Linux, bytes on macOS
-            self.peak_mb = maxrss / (1024.0 * 1024.0) if sys.platform == "darwin" else maxrss / 1024.0
-        cuda = self._cuda()
-        self.gpu_peak_mb = cuda.max_memory_allocated() / 2**20 if cuda is not None else None
 
 
 def _describe(value: Any) -> str:

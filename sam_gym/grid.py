@@ -1,4 +1,4 @@
-"""The one place that maps actions to image points (AlignSAM's patch grid).
+"""The one place that maps actions and points to grid cells and back (AlignSAM's patch grid).
 
 The image is split into ``rows x cols`` patches (AlignSAM: 800x800 image, 80x80 patches, 10x10
 grid, 100 actions). Action ``a`` picks the centre of patch ``(row, col) = (a // cols, a % cols)``:
@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 __all__ = ["PatchGrid"]
 
@@ -64,6 +65,28 @@ class PatchGrid:
         col = min(int(np.floor(x * self.cols / self.width)), self.cols - 1)
         row = min(int(np.floor(y * self.rows / self.height)), self.rows - 1)
         return max(row, 0) * self.cols + max(col, 0)
+
+    def points_to_row_col(self, points: ArrayLike) -> NDArray[np.int64]:
+        """Return the ``(row, col)`` patch of each ``(x, y)`` point: the vectorised :meth:`point_to_cell`.
+
+        ``row = floor(y * rows / H)`` and ``col = floor(x * cols / W)``, clipped to the grid, computed
+        in float64.
+
+        Args:
+            points: ``(N, 2)`` (or anything that reshapes to it, ``N`` may be 0) ``(x, y)`` points in
+                image pixels.
+
+        Returns:
+            ``(N, 2)`` int64 array of ``(row, col)`` patches.
+
+        >>> PatchGrid(rows=2, cols=4, height=20, width=40).points_to_row_col([(5.0, 15.0), (39.9, 0.0)])
+        array([[1, 0],
+               [0, 3]])
+        """
+        pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+        rows = np.clip(np.floor(pts[:, 1] * self.rows / self.height), 0, self.rows - 1)
+        cols = np.clip(np.floor(pts[:, 0] * self.cols / self.width), 0, self.cols - 1)
+        return np.stack([rows, cols], axis=1).astype(np.int64)
 
     def pixel(self, x: float, y: float) -> tuple[int, int]:
         """Return the ``(row, col)`` pixel that the ``(x, y)`` point falls on, clipped to the image."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ __all__ = [
     "TASK_METRICS",
     "build_results",
     "episode_strip",
+    "markdown_table",
     "plot_iou_vs_clicks",
     "results_markdown",
     "save_episode_strips",
@@ -123,6 +124,38 @@ def build_results(
     }
 
 
+def markdown_table(rows: Sequence[Sequence[object]], columns: Sequence[str], right: Collection[str] = ()) -> str:
+    """Render rows as a GitHub Markdown table (header, separator, one line per row; no final newline).
+
+    Cells are written with ``str``, as they are (format numbers before).
+
+    Args:
+        rows: One sequence of ``len(columns)`` cells per row.
+        columns: The header cells.
+        right: Names of the columns to right-align (``---:``); the others get the default ``---``.
+
+    Raises:
+        ValueError: If a row has another number of cells than ``columns``, or ``right`` names an
+            unknown column.
+
+    >>> print(markdown_table([["random", 3.5], ["grid", 2.0]], ["policy", "NoC"], right={"NoC"}))
+    | policy | NoC |
+    |---|---:|
+    | random | 3.5 |
+    | grid | 2.0 |
+    """
+    unknown = sorted(set(right) - set(columns))
+    if unknown:
+        raise ValueError(f"Expected right-aligned columns among {list(columns)}, got {unknown}")
+    for i, row in enumerate(rows):
+        if len(row) != len(columns):
+            raise ValueError(f"Expected {len(columns)} cells in every row, got {len(row)} in row {i}: {list(row)!r}")
+    lines = ["| " + " | ".join(columns) + " |",
+             "|" + "|".join("---:" if c in right else "---" for c in columns) + "|"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
 def _iou_at(entry: Mapping[str, Any], k: int) -> float:
     curve = entry["miou_per_click"]
     return float(curve[min(k, len(curve)) - 1])
@@ -164,9 +197,7 @@ def results_markdown(results: Mapping[str, Any]) -> str:
         f"Episodes per policy: {first.get('n_episodes', 0)} (seeds {first.get('seeds', [])}); every policy ran "
         "the same (sample, seed) episodes with the same backend.",
         "",
-        "| " + " | ".join(header) + " |",
-        "|" + "|".join("---" if i == 0 or i >= len(header) - 2 else "---:" for i in range(len(header))) + "|",
-        *("| " + " | ".join(r) + " |" for r in rows),
+        markdown_table(rows, header, right=header[1:-2]),
         "",
         f"{_ORACLE_MARK} Oracle policy: it reads the ground truth to choose its clicks (not a deployable method).",
         "",

@@ -1,5 +1,3 @@
-import warnings
-
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -25,26 +23,6 @@ def test_gym_make_defaults_offline():
     assert info["backend"] == "classical" and info["image_size"] == (128, 160)
     env2 = gym.make("envs_registry:SamPrompt-v0")
     assert type(env2.unwrapped) is SamPromptEnv
-
-
-@pytest.mark.parametrize("env_id", ["SamPrompt-v0", "SamPromptLabel-v0", "SamPromptPoint-v0", "SamPromptIoU-v0"])
-def test_gymnasium_env_checker_without_warnings(env_id):
-    from gymnasium.utils.env_checker import check_env
-
-    env = gym.make(env_id, dataset_kwargs=dict(n=4)).unwrapped
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        check_env(env, skip_render_check=True)
-
-
-@pytest.mark.parametrize("env_id", ["SamPrompt-v0", "SamPromptLabel-v0", "SamPromptIoU-v0"])
-def test_sb3_env_checker_without_warnings(env_id):
-    from stable_baselines3.common.env_checker import check_env
-
-    env = gym.make(env_id, dataset_kwargs=dict(n=4)).unwrapped
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        check_env(env)
 
 
 def test_render_rgb_array():

@@ -42,3 +42,16 @@ def test_bad_grid(bad):
 def test_bad_cell():
     with pytest.raises(ValueError, match=r"cell index in \[0, 4\)"):
         PatchGrid(2, 2, 10, 10).cell_to_point(4)
+
+
+def test_points_to_row_col_matches_point_to_cell_and_clips():
+    grid = PatchGrid(rows=5, cols=7, height=37, width=53)
+    rng = np.random.default_rng(0)
+    points = np.concatenate([rng.uniform(-5.0, 60.0, size=(200, 2)), grid.centers(), [[53.0, 37.0], [0.0, 0.0]]])
+    cells = grid.points_to_row_col(points)
+    assert cells.shape == (len(points), 2) and cells.dtype == np.int64
+    assert cells[:, 0].min() >= 0 and cells[:, 0].max() <= 4 and cells[:, 1].min() >= 0 and cells[:, 1].max() <= 6
+    expected = [divmod(grid.point_to_cell(float(x), float(y)), grid.cols) for x, y in points]
+    np.testing.assert_array_equal(cells, np.array(expected))
+    assert grid.points_to_row_col(np.zeros((0, 2))).shape == (0, 2)
+    assert grid.points_to_row_col([]).shape == (0, 2)

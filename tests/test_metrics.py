@@ -415,6 +415,25 @@ def test_click_validation():
         M.summarize_episodes([[0.5]], 5, taus=())
 
 
+def test_one_number_check_covers_every_parameter():
+    p, g = np.zeros((2, 2)), np.zeros((2, 2), bool)
+    # BER takes no "adaptive" threshold, so its message must not offer one.
+    with pytest.raises(ValueError, match=r"Expected threshold to be a float in \[0, 1\], got 'adaptive'"):
+        M.ber(p, g, threshold="adaptive")
+    with pytest.raises(ValueError, match="Expected threshold to be 'adaptive' or a float"):
+        M.e_measure(p, g, threshold=True)
+    with pytest.raises(ValueError, match="Expected beta2 > 0, got inf"):
+        M.f_beta(p, g, beta2=float("inf"))
+    with pytest.raises(ValueError, match="Expected beta2 to be a positive float"):
+        M.max_f_beta(p, g, beta2="0.3")
+    with pytest.raises(ValueError, match="Expected max_clicks to be a positive int, got True"):
+        M.miou_per_click([[0.5]], True)
+    with pytest.raises(ValueError, match="Expected tau to be a float"):
+        M.noc([0.5], "0.9", 5)
+    assert M.noc([0.5, 0.95], np.float32(0.9), np.int64(5)) == 2
+    assert M.ber(p, g, threshold=np.float64(1.0)) == M.ber(p, g, threshold=1)
+
+
 def test_greedy_validation():
     g = row([0, 1])
     with pytest.raises(ValueError, match="Expected at least one mask in gt_masks"):

@@ -171,3 +171,15 @@ def test_peak_memory_sees_an_allocation() -> None:
     assert memory.peak_mb > 0 and memory.method in ("VmHWM", "ru_maxrss")
     if memory.method == "VmHWM":
         assert memory.peak_mb >= before.peak_mb + 48
+
+
+def test_markdown_table_aligns_and_checks_rows() -> None:
+    from sam_gym.reporting import markdown_table
+
+    table = markdown_table([["a", 1, 2.5]], ["name", "n", "x"], right=["n", "x"])
+    assert table.splitlines() == ["| name | n | x |", "|---|---:|---:|", "| a | 1 | 2.5 |"]
+    assert markdown_table([], ["name"]) == "| name |\n|---|"
+    with pytest.raises(ValueError, match=r"Expected 2 cells in every row, got 1 in row 0"):
+        markdown_table([["a"]], ["name", "n"])
+    with pytest.raises(ValueError, match="Expected right-aligned columns among"):
+        markdown_table([["a"]], ["name"], right=["nmae"])

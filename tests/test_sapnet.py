@@ -114,6 +114,31 @@ def test_sapnet_policy_runs_in_env_on_classical(classical_model: object) -> None
     assert target[int(y), int(x)]  # the annotated point lies on the instance
 
 
+def test_sapnet_correction_click_steers_to_the_selected_proposal(classical_model: object) -> None:
+    env = SamPromptEnv(dataset=MultiInstanceScenes(n=1, size=(48, 64), seed=5), action_mode="point",
+                       init_prompts="none", max_clicks=4)
+    policy = SAPNetPolicy(model=classical_model)
+    policy.bind(env)
+    obs, _ = env.reset(seed=0, options={"index": 0})
+    policy.reset()
+    obs, *_ = env.step(policy.act(obs, deterministic=True))
+    current = env.episode_view().mask
+    height, width = current.shape
+    # The selected proposal = the env mask with a 9 x 9 block flipped (the largest disagreement) and one
+    # flipped pixel (a smaller one): the click goes to the centre of the block, labelled as the proposal there.
+    selected = current.copy()
+    selected[10:19, 20:29] = ~selected[10:19, 20:29]
+    selected[40, 5] = ~selected[40, 5]
+    policy.selected_mask = selected
+    action = policy.act(obs, deterministic=True)
+    row, col = int(action[1] * height), int(action[0] * width)
+    assert (row, col) == (14, 24)
+    assert action[2] == float(selected[row, col])
+    np.testing.assert_allclose(action[:2], [(col + 0.5) / width, (row + 0.5) / height], rtol=1e-6)
+    policy.selected_mask = current.copy()  # agreement: the last click is repeated
+    np.testing.assert_array_equal(policy.act(obs, deterministic=True), action)
+
+
 def test_sapnet_fits_and_runs_on_tiny_random_sam() -> None:
     backend = tiny_sam_backend()
     scenes = MultiInstanceScenes(n=2, size=(48, 64), seed=1).scenes()

@@ -49,6 +49,8 @@ from typing import Any
 
 import numpy as np
 
+from sam_gym import reporting
+
 __all__ = ["CONDITIONS", "evaluate_run", "main", "summarize"]
 
 #: Condition name -> what it is, for the table.
@@ -178,17 +180,13 @@ def summarize(per_seed: dict[int, dict[str, dict[str, float]]]) -> dict[str, dic
 
 def markdown_table(summary: dict[str, dict[str, tuple[float, float]]], n_seeds: int) -> str:
     """The results as a Markdown table (mean +/- std over ``n_seeds`` training seeds)."""
-    lines = ["| condition | fg-hit rate | mIoU after last click | mIoU after click 1 | label accuracy | init on target "
-             "| mIoU last, init on target | mIoU last, init off target | what |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for cond, metrics in summary.items():
-        if cond not in CONDITIONS:
-            continue
-        cells = [f"{metrics[m][0]:.3f} ± {metrics[m][1]:.3f}" if m in metrics else "–"
-                 for m in ("hit_rate", "miou_final", "miou_first", "label_accuracy", "init_on_target",
-                           "miou_final_good_init", "miou_final_bad_init")]
-        lines.append(f"| {cond} | " + " | ".join(cells) + f" | {CONDITIONS[cond]} |")
-    lines.append(f"\nmean ± std over {n_seeds} training seed(s)")
+    columns = ["condition", "fg-hit rate", "mIoU after last click", "mIoU after click 1", "label accuracy",
+               "init on target", "mIoU last, init on target", "mIoU last, init off target", "what"]
+    rows = [[cond, *(f"{metrics[m][0]:.3f} ± {metrics[m][1]:.3f}" if m in metrics else "–"
+                     for m in ("hit_rate", "miou_final", "miou_first", "label_accuracy", "init_on_target",
+                               "miou_final_good_init", "miou_final_bad_init")), CONDITIONS[cond]]
+            for cond, metrics in summary.items() if cond in CONDITIONS]
+    lines = [reporting.markdown_table(rows, columns), f"\nmean ± std over {n_seeds} training seed(s)"]
     if SRM_MAP in summary:
         srm = summary[SRM_MAP]
         lines.append("\nSRM map on the held-out images (states of one episode per image: ground-truth initial pair, "

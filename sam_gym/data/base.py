@@ -7,7 +7,6 @@ foreground nor background (GrabCut's 128 band, VOC's 255): they are excluded fro
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -55,12 +54,6 @@ class SegmentationDataset(Protocol):
     def __getitem__(self, index: int) -> Sample:
         """Return sample ``index`` (``0 <= index < len(self)``)."""
         ...
-
-
-def iter_samples(dataset: SegmentationDataset) -> Iterator[Sample]:
-    """Iterate over all samples of a dataset in order."""
-    for i in range(len(dataset)):
-        yield dataset[i]
 
 
 def check_sample(sample: Sample, where: str) -> Sample:

@@ -1,33 +1,8 @@
-"""The Semantic Recalibration Module (SRM, AlignSAM section 3.3): a foreground map for labels and initial prompts.
+"""The SRM learner: :class:`SRMConfig`, and :class:`Recalibrator` (inputs, replay, optimiser, save/load).
 
-The agent only picks *where* to click; the SRM says *what* the click is (foreground or
-background) and, at evaluation, where the first positive and negative prompts go (its highest- and
-lowest-scoring positions). It predicts a foreground probability map from
-
-* the **implicit** input ``s_t``: the image embedding times the previous mask (the env's state,
-  paper eq. 4), through two convolution blocks;
-* the **explicit** input ``s_c``: the embedding times a CLIP-Surgery text map ``M_c``
-  (:mod:`agents.alignsam.clip_surgery`), through three convolution blocks, a self-attention layer
-  and two convolution blocks (``srm="explicit"`` uses both branches);
-
-and a classification head. It is trained online, during PPO training, with Dice + BCE against the
-training images' ground truth (legitimate: these are the labelled training images), ``Q`` optimiser
-steps after every action (:class:`SRMCallback`; paper: Q = 1 implicit, 5 explicit).
-
-Maps live on an image-aligned ``S x S`` grid: cell ``(r, c)`` covers pixels
-``[r H / S, (r + 1) H / S) x [c W / S, (c + 1) W / S)`` (rows down, columns right), obtained from the
-backend's ``observe(..., grid_hw=(S, S))`` so that classical and SAM backends give the same frame.
-A point ``(x, y)`` (x right, y down, image pixels) reads cell ``(floor(y S / H), floor(x S / W))``.
-
-Deviations from the paper (also in ``docs/alignsam.md``):
-
-* the previous mask probability (resp. ``M_c``) is given as an extra input channel beside
-  ``E * M`` (``E * M`` alone cannot tell "background" from "zero feature");
-* each update uses a minibatch of the newest samples plus samples replayed from a small buffer of
-  recent ones (the paper updates on the current sample), and every env step contributes two
-  samples: the current state and the mask-free state (the state at evaluation's first call, before
-  any prompt, when the SRM places the initial prompts);
-* the map is ``S = 32`` by default (the paper's SAM embedding grid is 64 x 64).
+See :mod:`agents.alignsam.srm` for the method. Maps live on the image-aligned ``S x S`` grid of
+:class:`sam_gym.grid.PatchGrid` (``rows = cols = S`` over the image): a point ``(x, y)`` (x right,
+y down, image pixels) reads cell ``(row, col) = (floor(y S / H), floor(x S / W))``.
 """
 
 from __future__ import annotations
@@ -37,119 +12,45 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import cv2
 import numpy as np
 import torch
-from stable_baselines3.common.callbacks import BaseCallback
-from torch import nn
-from torch.nn import functional as F
 
+from agents.alignsam.srm.hooks import _InitialPrompts, _Labeller
+from agents.alignsam.srm.module import CONTEXT_CHANNELS, SemanticRecalibrationModule, srm_loss
 from sam_gym.atomic import atomic_write, atomic_write_bytes
 from sam_gym.cache import image_key
+from sam_gym.grid import PatchGrid
 
 if TYPE_CHECKING:
     from sam_gym.envs import EpisodeView
 
-__all__ = [
-    "Recalibrator",
-    "SRMCallback",
-    "SRMConfig",
-    "SemanticRecalibrationModule",
-    "srm_loss",
-]
+__all__ = ["SRM_CONFIG", "SRM_WEIGHTS", "Recalibrator", "SRMConfig", "SRMSample"]
 
 _FORMAT = "alignsam-srm"
 _VERSION = 1
 SRM_WEIGHTS = "srm.pt"
 SRM_CONFIG = "srm.json"
-#: Extra implicit-input channels with ``SRMConfig.context`` (see :func:`_context`).
-CONTEXT_CHANNELS = 4
+#: Images whose pooled embedding and CLIP-Surgery map :class:`Recalibrator` keeps (least recently used out).
+_IMAGE_CACHE_SIZE = 256
 
 
-def _conv_block(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.GroupNorm(8, cout), nn.ReLU())
+class SRMSample(NamedTuple):
+    """One SRM training sample of a view (see :meth:`Recalibrator.inputs` and :meth:`Recalibrator.target`).
 
-
-class _SelfAttention(nn.Module):
-    """Multi-head self-attention over the cells of a feature map, with a residual connection."""
-
-    def __init__(self, channels: int, heads: int = 4) -> None:
-        super().__init__()
-        self.norm = nn.LayerNorm(channels)
-        self.attn = nn.MultiheadAttention(channels, heads, batch_first=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
-        tokens = x.flatten(2).transpose(1, 2)
-        normed = self.norm(tokens)
-        tokens = tokens + self.attn(normed, normed, normed, need_weights=False)[0]
-        return tokens.transpose(1, 2).reshape(b, c, h, w)
-
-
-class SemanticRecalibrationModule(nn.Module):
-    """The SRM network: implicit branch, optional explicit branch, classification head.
-
-    Args:
-        in_channels: Channels ``C`` of the backend's embedding (10 classical, 256 SAM).
-        explicit: Add the explicit (CLIP-Surgery) branch.
-        hidden: Channels of every block.
-        context_channels: Extra channels of the implicit input (the mask-context channels of
-            :meth:`Recalibrator.inputs`, 0 for the paper's input).
+    Attributes:
+        implicit: ``(C + 1 [+ 4], S, S)`` float32 implicit input.
+        explicit: ``(C + 1, S, S)`` float32 explicit input, or ``None`` for an implicit SRM.
+        target: ``(1, S, S)`` float32 ground-truth foreground fraction of each cell.
+        weight: ``(1, S, S)`` float32: 1 for valid cells, 0 for void ones.
     """
 
-    def __init__(self, in_channels: int, explicit: bool, hidden: int = 32, context_channels: int = 0) -> None:
-        super().__init__()
-        if in_channels < 1 or hidden < 8 or hidden % 8 or context_channels < 0:
-            raise ValueError(f"Expected in_channels >= 1, hidden a multiple of 8 and context_channels >= 0, got "
-                             f"{in_channels}, {hidden}, {context_channels}")
-        self.explicit = explicit
-        self.implicit_branch = nn.Sequential(_conv_block(in_channels + 1 + context_channels, hidden),
-                                             _conv_block(hidden, hidden))
-        self.explicit_branch = (
-            nn.Sequential(
-                _conv_block(in_channels + 1, hidden), _conv_block(hidden, hidden), _conv_block(hidden, hidden),
-                _SelfAttention(hidden),
-                _conv_block(hidden, hidden), _conv_block(hidden, hidden),
-            )
-            if explicit else None
-        )
-        branches = 2 if explicit else 1
-        self.head = nn.Sequential(nn.Conv2d(branches * hidden, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, 1, 1))
-
-    def forward(self, implicit: torch.Tensor, explicit: torch.Tensor | None = None) -> torch.Tensor:
-        """Return foreground logits ``(B, 1, S, S)``.
-
-        Args:
-            implicit: ``(B, C + 1 [+ 4], S, S)``: ``E * M``, the previous mask probability ``M`` and,
-                with context channels, the feature distances to the mask's inside and outside means.
-            explicit: ``(B, C + 1, S, S)``: ``E * M_c`` and the CLIP-Surgery map ``M_c``; required
-                exactly when the module has the explicit branch.
-        """
-        feats = [self.implicit_branch(implicit)]
-        if self.explicit_branch is not None:
-            if explicit is None:
-                raise ValueError("Expected the explicit input (E * M_c, M_c) for an explicit SRM, got None")
-            feats.append(self.explicit_branch(explicit))
-        return self.head(torch.cat(feats, dim=1))
-
-
-def srm_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
-    """Dice + binary cross-entropy (the paper's SRM loss), void cells excluded.
-
-    Args:
-        logits: ``(B, 1, S, S)`` foreground logits.
-        target: ``(B, 1, S, S)`` ground-truth foreground fraction of each cell, in ``[0, 1]``.
-        weight: ``(B, 1, S, S)`` 1 for valid cells, 0 for void ones (default: all valid).
-    """
-    weight = torch.ones_like(target) if weight is None else weight
-    bce = F.binary_cross_entropy_with_logits(logits, target, weight=weight, reduction="sum") / weight.sum().clamp_min(1)
-    prob = torch.sigmoid(logits) * weight
-    target = target * weight
-    inter = (prob * target).flatten(1).sum(1)
-    dice = 1.0 - (2.0 * inter + 1.0) / (prob.flatten(1).sum(1) + target.flatten(1).sum(1) + 1.0)
-    return bce + dice.mean()
+    implicit: np.ndarray
+    explicit: np.ndarray | None
+    target: np.ndarray
+    weight: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -223,7 +124,7 @@ class Recalibrator:
                                                       CONTEXT_CHANNELS if config.context else 0).to(self.device)
         self.optimizer = torch.optim.Adam(self.module.parameters(), lr=config.lr)
         self._rng = np.random.default_rng(seed)
-        self._buffer: list[tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]] = []
+        self._buffer: list[SRMSample] = []
         self._next_slot = 0
         self._image_cache: OrderedDict[str, tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self.clip = clip
@@ -235,6 +136,11 @@ class Recalibrator:
         self.initial_prompts = _InitialPrompts(self)
 
     # ------------------------------------------------------------------ inputs and targets
+    def map_grid(self, view: EpisodeView) -> PatchGrid:
+        """The ``S x S`` map grid over the view's image (what maps a point ``(x, y)`` to a map cell)."""
+        height, width = view.sample.target.shape
+        return PatchGrid(self.config.size, self.config.size, height, width)
+
     def _image_inputs(self, view: EpisodeView) -> tuple[np.ndarray, np.ndarray]:
         """Plain embedding pooled to ``S x S`` and the CLIP-Surgery map, cached per image."""
         key = image_key(view.sample.image)
@@ -246,7 +152,7 @@ class Recalibrator:
                         if self.clip is not None else np.zeros((size, size), dtype=np.float32))
             hit = (np.asarray(plain, dtype=np.float32), clip_map)
             self._image_cache[key] = hit
-            while len(self._image_cache) > 256:
+            while len(self._image_cache) > _IMAGE_CACHE_SIZE:
                 self._image_cache.popitem(last=False)
         self._image_cache.move_to_end(key)
         return hit
@@ -274,10 +180,7 @@ class Recalibrator:
         if self.config.context:
             points = np.asarray(view.points, dtype=np.float64).reshape(-1, 2) if with_mask else np.zeros((0, 2))
             labels = np.asarray(view.labels, dtype=np.int64)[: len(points)]
-            height, width = view.sample.target.shape
-            cells = np.stack([np.clip(np.floor(points[:, 1] * size / height), 0, size - 1),
-                              np.clip(np.floor(points[:, 0] * size / width), 0, size - 1)], axis=1).astype(np.int64)
-            channels.append(_context(plain, mask, cells, labels))
+            channels.append(_context(plain, mask, self.map_grid(view).points_to_row_col(points), labels))
         implicit = np.concatenate(channels)
         if self.config.mode != "explicit":
             return implicit, None
@@ -297,7 +200,7 @@ class Recalibrator:
         added = 0
         for with_mask in (True, False):
             implicit, explicit = self.inputs(view, with_mask)
-            item = (implicit, explicit, target, weight)
+            item = SRMSample(implicit, explicit, target, weight)
             if len(self._buffer) < self.config.buffer_size:
                 self._buffer.append(item)
             else:
@@ -306,13 +209,12 @@ class Recalibrator:
             added += 1
         return added
 
-    def sample(self, view: EpisodeView, with_mask: bool = True) -> tuple[np.ndarray, np.ndarray | None, np.ndarray,
-                                                                         np.ndarray]:
-        """One training sample ``(implicit, explicit, target, weight)`` of a view (see :meth:`inputs`)."""
-        return (*self.inputs(view, with_mask), *self.target(view))
+    def sample(self, view: EpisodeView, with_mask: bool = True) -> SRMSample:
+        """One training sample of a view (see :meth:`inputs` and :meth:`target`)."""
+        return SRMSample(*self.inputs(view, with_mask), *self.target(view))
 
     def collect(self, env: Any, indices: Sequence[int], episodes: int, clicks: int,
-                seed: int = 0) -> list[tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]]:
+                seed: int = 0) -> list[SRMSample]:
         """Run short episodes on labelled images and return the SRM samples of every state visited.
 
         The warm-up data of :meth:`pretrain` and the held-out data of :meth:`map_metrics`. Each
@@ -351,7 +253,7 @@ class Recalibrator:
                         break
         return samples
 
-    def pretrain(self, samples: Sequence[tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]],
+    def pretrain(self, samples: Sequence[SRMSample],
                  steps: int, batch_size: int = 16, seed: int = 0) -> list[float]:
         """Supervised warm-up (not in the paper): ``steps`` Dice + BCE steps on random minibatches of ``samples``.
 
@@ -367,7 +269,7 @@ class Recalibrator:
                 for _ in range(steps)]
 
     @torch.no_grad()
-    def map_metrics(self, samples: Sequence[tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]]
+    def map_metrics(self, samples: Sequence[SRMSample]
                     ) -> dict[str, float]:
         """Cell accuracy of the thresholded map (>= 0.5) on ``samples`` (e.g. collected on held-out images).
 
@@ -406,13 +308,13 @@ class Recalibrator:
         """Buffer index of the ``k``-th most recently added sample (0 = newest)."""
         return (self._next_slot - 1 - k) % len(self._buffer)
 
-    def step(self, batch: Sequence[tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]]) -> float:
-        """One Dice + BCE optimiser step on ``(implicit, explicit, target, weight)`` samples; return the loss."""
-        implicit = torch.from_numpy(np.stack([b[0] for b in batch])).to(self.device)
-        explicit = (torch.from_numpy(np.stack([b[1] for b in batch])).to(self.device)
+    def step(self, batch: Sequence[SRMSample]) -> float:
+        """One Dice + BCE optimiser step on a batch of samples; return the loss."""
+        implicit = torch.from_numpy(np.stack([b.implicit for b in batch])).to(self.device)
+        explicit = (torch.from_numpy(np.stack([b.explicit for b in batch])).to(self.device)
                     if self.config.mode == "explicit" else None)
-        target = torch.from_numpy(np.stack([b[2] for b in batch])).to(self.device)
-        weight = torch.from_numpy(np.stack([b[3] for b in batch])).to(self.device)
+        target = torch.from_numpy(np.stack([b.target for b in batch])).to(self.device)
+        weight = torch.from_numpy(np.stack([b.weight for b in batch])).to(self.device)
         loss = srm_loss(self.module(implicit, explicit), target, weight)
         self.optimizer.zero_grad()
         loss.backward()
@@ -499,64 +401,3 @@ def _context(plain: np.ndarray, mask: np.ndarray, cells: np.ndarray, labels: np.
         means.append(plain[:, chosen[:, 0], chosen[:, 1]].mean(axis=1) if len(chosen) else fallback)
     dist = [np.sqrt(np.mean((plain - m[:, None, None]) ** 2, axis=0)) for m in means]
     return np.stack(dist).astype(np.float32)
-
-
-class _Labeller:
-    """``label_mode`` callable: 1 where the SRM's map at the clicked point is at least 0.5."""
-
-    def __init__(self, srm: Recalibrator) -> None:
-        self.srm = srm
-
-    def __call__(self, view: EpisodeView, point: tuple[float, float]) -> int:
-        prob = self.srm.prob_map(view)
-        size = prob.shape[0]
-        height, width = view.sample.target.shape
-        row = min(max(int(np.floor(point[1] * size / height)), 0), size - 1)
-        col = min(max(int(np.floor(point[0] * size / width)), 0), size - 1)
-        return int(prob[row, col] >= 0.5)
-
-    def __repr__(self) -> str:
-        return "SRM labeller"
-
-
-class _InitialPrompts:
-    """``init_prompts`` callable: the SRM map's highest cell (positive) and lowest cell (negative)."""
-
-    def __init__(self, srm: Recalibrator) -> None:
-        self.srm = srm
-
-    def __call__(self, view: EpisodeView) -> list[tuple[float, float, int]]:
-        prob = self.srm.prob_map(view, with_mask=False)
-        size = prob.shape[0]
-        height, width = view.sample.target.shape
-        prompts = []
-        for index, label in ((int(np.argmax(prob)), 1), (int(np.argmin(prob)), 0)):
-            row, col = divmod(index, size)
-            prompts.append(((col + 0.5) * width / size, (row + 0.5) * height / size, label))
-        return prompts
-
-    def __repr__(self) -> str:
-        return "SRM initial prompts"
-
-
-class SRMCallback(BaseCallback):
-    """Update the SRM ``q`` times after every vectorised env step (paper: after each action).
-
-    Each env's :meth:`~sam_gym.envs.SamPromptEnv.episode_view` (ground truth of the *training*
-    image included) supervises the SRM. The mean loss is logged as ``srm/loss``.
-
-    Args:
-        srm: The module to train.
-        q: Optimiser steps per env step.
-    """
-
-    def __init__(self, srm: Recalibrator, q: int) -> None:
-        super().__init__()
-        self.srm = srm
-        self.q = q
-
-    def _on_step(self) -> bool:
-        views = self.training_env.env_method("episode_view")
-        self.logger.record_mean("srm/loss", self.srm.update(views, self.q))
-        return True
-

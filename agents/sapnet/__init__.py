@@ -1,0 +1,61 @@
+"""SAPNet proposal selection (Wei et al., "Semantic-aware SAM for Point-Prompted Instance Segmentation", CVPR 2024).
+
+Given one annotated point with a class per instance, SAPNet picks, among SAM's mask proposals for that
+point, the one that covers the instance. Re-implemented here (prior-work.md 1.4; the upstream
+mmdetection code ``SAP_head.py`` / ``MIL_bbox_head.py`` was read for the Point Distance Guidance):
+
+* **Proposal bag** (:func:`proposal_bag`): the backend's 3 multimask proposals at the point and at
+  ``n_jitter`` jittered points (default 1: 6 proposals per point, as SAPNet's ``reshape(-1, 6, 4)``),
+  with their boxes ``(x0, y0, x1, y1)`` in image pixels.
+* **RoI features**: RoIAlign (``torchvision.ops.roi_align``, 7x7) of the backend's embedding, resampled
+  onto the image frame (:func:`agents.aop.frame.frame_features`) and reduced to 32 channels by a 1x1
+  convolution; two shared fully connected layers (``Shared2FC``).
+* **Proposal selection module** (:class:`SAPHead`): a classification branch, softmax over classes,
+  times an instance branch, softmax over the bag's proposals (MIL), times the Point Distance Guidance
+  (:func:`point_distance_guidance`). Bag score ``S_c = sum_j cls_jc ins_jc pdg_j``; loss: the MIL
+  binary cross-entropy of the paper's eq. 3, ``-sum_c y_c log S_c + (1 - y_c) log(1 - S_c)``, with the
+  point's class as label (no mask supervision).
+* Deviation: a *background* class (the last one) is trained on bags decoded at background points
+  (SAPNet's negatives are random boxes with low IoU to the positives); it also gives an objectness
+  ``1 - p_background`` that scores points of classes unseen in training (class-agnostic use).
+* Deviation: no mask branch, no box mining or refinement stages (PNPG, PRM, BMS): only the selection.
+
+Modules, like :mod:`agents.aop`: :mod:`~agents.sapnet.model` (bags, PDG, :class:`SAPHead`, :class:`SAPNet`),
+:mod:`~agents.sapnet.train` (:func:`fit`, :func:`save_sapnet`, :func:`load_sapnet`) and
+:mod:`~agents.sapnet.policy` (:class:`SAPNetPolicy` for ``SamPrompt-v0``).
+
+Points are ``(x, y)`` image pixels (x right, y down; pixel ``(floor(y), floor(x))``); masks ``(H, W)``
+bool indexed ``[row, col]``; labels 1 foreground / 0 background.
+"""
+
+from agents.sapnet.model import (
+    BACKGROUND,
+    Bag,
+    SAPHead,
+    SAPNet,
+    SAPNetConfig,
+    mil_loss,
+    point_distance_guidance,
+    proposal_bag,
+    proposal_scores,
+)
+from agents.sapnet.policy import DEFAULT_SAPNET_DIR, SAPNetPolicy
+from agents.sapnet.train import SAPNET_FILE, fit, load_sapnet, save_sapnet
+
+__all__ = [
+    "BACKGROUND",
+    "DEFAULT_SAPNET_DIR",
+    "SAPNET_FILE",
+    "Bag",
+    "SAPHead",
+    "SAPNet",
+    "SAPNetConfig",
+    "SAPNetPolicy",
+    "fit",
+    "load_sapnet",
+    "mil_loss",
+    "point_distance_guidance",
+    "proposal_bag",
+    "proposal_scores",
+    "save_sapnet",
+]
