@@ -11,7 +11,7 @@ classical backend, 10 x 10 grid, 15 clicks, success = final IoU >= 0.85): episod
   prompts, its ``env_kwargs``), ``is_success`` after its 15 clicks.
 
 The tests use seeds 0..19; the 50-seed figures in ``docs/evaluation.md`` ("The default task") come
-from running this file as a script::
+from running this file as a script (``--dataset synthetic-shapes`` for the default before 0.2.0)::
 
     OMP_NUM_THREADS=1 python tests/test_default_task.py --seeds 50
 """
@@ -49,13 +49,14 @@ def _play(env: gym.Env, policy: RandomPolicy | ClickerPolicy, seed: int) -> tupl
     return init_iou, bool(info["is_success"])
 
 
-def default_task_figures(seeds: range) -> dict[str, np.ndarray]:
-    """Per-seed initial IoU, random success and clicker success on the default ``SamPrompt-v0``."""
-    env = gym.make("SamPrompt-v0")
+def default_task_figures(seeds: range, dataset: str | None = None) -> dict[str, np.ndarray]:
+    """Per-seed initial IoU, random success and clicker success on ``SamPrompt-v0`` (default data if ``None``)."""
+    data = {} if dataset is None else {"dataset": dataset}
+    env = gym.make("SamPrompt-v0", **data)
     random_policy = RandomPolicy()
     random_policy.bind(env)
     random_runs = [_play(env, random_policy, s) for s in seeds]
-    clicker_env = gym.make("SamPrompt-v0", **ClickerPolicy.env_kwargs)
+    clicker_env = gym.make("SamPrompt-v0", **data, **ClickerPolicy.env_kwargs)
     clicker = ClickerPolicy()
     clicker.bind(clicker_env)
     clicker_runs = [_play(clicker_env, clicker, s) for s in seeds]
@@ -143,9 +144,10 @@ def main() -> None:
     """Print the figures with 95 % bootstrap confidence intervals over seeds."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=50, help="episodes: reset(seed=s) for s in 0..SEEDS-1")
+    parser.add_argument("--dataset", default=None, help="another dataset than the default (e.g. synthetic-shapes)")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
-    for name, values in default_task_figures(range(args.seeds)).items():
+    for name, values in default_task_figures(range(args.seeds), args.dataset).items():
         means = rng.choice(values, size=(10_000, values.size)).mean(axis=1)
         low, high = np.quantile(means, [0.025, 0.975])
         print(f"{name}: {values.mean():.3f} (95 % bootstrap CI {low:.3f} to {high:.3f}, std {values.std():.3f}, "
