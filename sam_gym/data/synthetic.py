@@ -18,7 +18,7 @@ click* matters after the first click.
 
 ``"synthetic-clutter"`` (the default data of ``SamPrompt-v0`` since sam_gym 0.2.0): **three to five
 small red shapes, all of them the target**, among three to six larger distractors of any colour but
-red. The initial ground-truth pair selects about one red shape of several (mean IoU 0.40 at reset),
+red. The initial ground-truth pair selects about one red shape of several (mean IoU about 0.4 at reset),
 so the clicks decide the episode: uniformly random patches rarely find every red shape in 15 clicks,
 and the click simulator does in a few (figures: ``docs/evaluation.md``, "The default task"). Each red
 shape is a whole, unoccluded, uniformly red object set off from what surrounds it, the kind of thing

@@ -131,8 +131,8 @@ class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
     decide the episode. With the defaults, over ``reset(seed=s)`` for ``s`` in 0..49: mean IoU
     0.42 after the initial prompts; ``is_success`` 0.16 for uniformly random unclicked patches and
     1.0 for the click simulator (``sam_gym.clicker``; point actions, no initial prompts) with 15
-    clicks (``docs/evaluation.md``, "The default task"). ``dataset="synthetic-shapes"`` (one red target, the default before 0.2.0) is
-    nearly solved by the initial prompts.
+    clicks (``docs/evaluation.md``, "The default task"). ``dataset="synthetic-shapes"`` (one red
+    target, the default before 0.2.0) is nearly solved by the initial prompts.
 
     ## Action Space
 
