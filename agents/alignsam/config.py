@@ -20,7 +20,7 @@ SRM_MODES = ("implicit", "explicit", "none")
 class TrainConfig:
     """Everything :func:`agents.alignsam.training.train` needs; saved as ``DIR/config.json``."""
 
-    dataset: str = "synthetic-shapes"
+    dataset: str = "synthetic-clutter"
     """``"synthetic-shapes"`` or a folder with ``images/`` and ``masks/`` (see ``sam_gym.data.make_dataset``)."""
     dataset_kwargs: dict[str, Any] = field(default_factory=dict)
     """Extra dataset arguments, e.g. ``{"n": 200}`` for more synthetic shapes, ``{"void_values": [255]}``."""

@@ -13,7 +13,7 @@ from typing import Any
 
 from sam_gym.data.base import Sample, SegmentationDataset, check_sample
 from sam_gym.data.folder import PRESETS, FolderDataset
-from sam_gym.data.synthetic import SyntheticShapes, synthetic_multi
+from sam_gym.data.synthetic import SyntheticShapes, synthetic_clutter, synthetic_multi
 
 __all__ = [
     "PRESETS",
@@ -21,6 +21,7 @@ __all__ = [
     "Sample",
     "SegmentationDataset",
     "SyntheticShapes",
+    "synthetic_clutter",
     "synthetic_multi",
     "check_sample",
     "make_dataset",
@@ -28,7 +29,7 @@ __all__ = [
 ]
 
 #: Names of built-in datasets.
-BUILTIN = ("synthetic-shapes", "synthetic-multi")
+BUILTIN = ("synthetic-shapes", "synthetic-multi", "synthetic-clutter")
 
 
 def shared_data_dir() -> Path | None:
@@ -50,7 +51,7 @@ def make_dataset(dataset: str | Path | SegmentationDataset = "synthetic-shapes",
             folder with ``images/`` and ``masks/`` (see :class:`FolderDataset`; the benchmark folders
             of ``../shared/data`` get their preset by name); a COCO ``.json`` annotation file (pass
             ``image_dir=``); or any object with ``__len__``, ``__getitem__`` returning :class:`Sample`,
-            and ``name``.
+            and ``name``. Also ``"synthetic-clutter"``, the default data of ``SamPrompt-v0``.
         **kwargs: Passed to the dataset class.
 
     Raises:
@@ -62,6 +63,8 @@ def make_dataset(dataset: str | Path | SegmentationDataset = "synthetic-shapes",
             return SyntheticShapes(**kwargs)
         if text == "synthetic-multi":
             return synthetic_multi(**kwargs)
+        if text == "synthetic-clutter":
+            return synthetic_clutter(**kwargs)
         path = Path(text).expanduser()
         if path.suffix.lower() == ".json":
             from sam_gym.data.coco import CocoDataset

@@ -16,6 +16,14 @@ a point), so one good click is not enough: every red shape needs a click of its 
 multi-instance classes ("all polyps", "the shadows") in AlignSAM's tasks. This is where *where to
 click* matters after the first click.
 
+``"synthetic-clutter"`` (the default data of ``SamPrompt-v0`` since sam_gym 0.2.0): **three to five
+small red shapes, all of them the target**, among three to six larger distractors of any colour but
+red. The initial ground-truth pair selects about one red shape of several (mean IoU about 0.4 at reset),
+so the clicks decide the episode: uniformly random patches rarely find every red shape in 15 clicks,
+and the click simulator does in a few (figures: ``docs/evaluation.md``, "The default task"). Each red
+shape is a whole, unoccluded, uniformly red object set off from what surrounds it, the kind of thing
+a point prompt selects, in SAM as in the classical backend.
+
 Sample ``i`` depends only on ``(seed, i)``.
 """
 
@@ -25,7 +33,7 @@ import numpy as np
 
 from sam_gym.data.base import Sample
 
-__all__ = ["SyntheticShapes", "shape_mask", "synthetic_multi"]
+__all__ = ["SyntheticShapes", "shape_mask", "synthetic_clutter", "synthetic_multi"]
 
 #: Shape kinds drawn by :func:`shape_mask`.
 ELLIPSE, RECTANGLE, TRIANGLE = 0, 1, 2
@@ -85,6 +93,9 @@ class SyntheticShapes:
             target. ``(1, 1)`` is ``"synthetic-shapes"``; :func:`synthetic_multi` uses ``(2, 3)``.
         target_radius: Inclusive range of the red shapes' half-extents, as fractions of ``H`` and ``W``
             (distractors always use ``(0.1, 0.3)``).
+        distractors: Inclusive range ``(low, high)`` of the number of shapes that are not red, drawn
+            before the red ones (which may cover them). ``(1, 3)`` is ``"synthetic-shapes"`` and
+            ``"synthetic-multi"``; :func:`synthetic_clutter` uses ``(3, 6)``.
     """
 
     def __init__(
@@ -95,6 +106,7 @@ class SyntheticShapes:
         name: str = "synthetic-shapes",
         targets: tuple[int, int] = (1, 1),
         target_radius: tuple[float, float] = (0.1, 0.3),
+        distractors: tuple[int, int] = (1, 3),
     ) -> None:
         if not isinstance(n, int) or n < 1:
             raise ValueError(f"Expected n to be a positive integer, got {n!r}")
@@ -106,12 +118,16 @@ class SyntheticShapes:
         r_low, r_high = (float(r) for r in target_radius)
         if not 0.0 < r_low <= r_high <= 0.5:
             raise ValueError(f"Expected target_radius (low, high) with 0 < low <= high <= 0.5, got {target_radius!r}")
+        d_low, d_high = (int(d) for d in distractors)
+        if not 0 <= d_low <= d_high:
+            raise ValueError(f"Expected distractors (low, high) with 0 <= low <= high, got {distractors!r}")
         self.n = n
         self.size = (int(size[0]), int(size[1]))
         self.seed = int(seed)
         self.name = name
         self.targets = (low, high)
         self.target_radius = (r_low, r_high)
+        self.distractors = (d_low, d_high)
 
     def __len__(self) -> int:
         return self.n
@@ -130,8 +146,9 @@ class SyntheticShapes:
         freq = rng.uniform(0.05, 0.3)
         image += 12 * np.sin(freq * xx + rng.uniform(0, 6))[..., None] * rng.uniform(0, 1, size=3)
 
-        n_shapes = int(rng.integers(2, 5))
-        for _ in range(n_shapes - 1):  # distractors: any colour but red
+        # Drawn as integers(low, high + 1): with (1, 3) the same draw as the former integers(2, 5) - 1.
+        n_distractors = int(rng.integers(self.distractors[0], self.distractors[1] + 1))
+        for _ in range(n_distractors):  # any colour but red
             shape = self._shape(rng, yy, xx, h, w)
             image[shape] = _not_red(rng) + rng.normal(0, 6, size=(int(shape.sum()), 3))
         # (1, 1) draws nothing here, so "synthetic-shapes" samples stay what they were.
@@ -174,3 +191,17 @@ def synthetic_multi(n: int = 64, size: tuple[int, int] = (128, 160), seed: int =
     """
     return SyntheticShapes(n=n, size=size, seed=seed, name="synthetic-multi", targets=(2, 3),
                            target_radius=(0.07, 0.16))
+
+
+def synthetic_clutter(n: int = 64, size: tuple[int, int] = (128, 160), seed: int = 0) -> SyntheticShapes:
+    """Return ``"synthetic-clutter"``: three to five small red shapes (the target) among three to six distractors.
+
+    The default data of ``SamPrompt-v0`` (see the module docstring).
+
+    Args:
+        n: Number of samples.
+        size: Image size ``(H, W)``.
+        seed: Base seed; sample ``i`` uses ``(seed, i)``.
+    """
+    return SyntheticShapes(n=n, size=size, seed=seed, name="synthetic-clutter", targets=(3, 5),
+                           target_radius=(0.05, 0.12), distractors=(3, 6))
