@@ -18,7 +18,13 @@ import json
 from pathlib import Path
 
 from sam_gym.atomic import atomic_write_bytes
-from sam_gym.commands.common import add_backend_arguments, add_dataset_arguments, backend_from_args, dataset_from_args
+from sam_gym.commands.common import (
+    add_backend_arguments,
+    add_dataset_arguments,
+    backend_from_args,
+    check_out,
+    dataset_from_args,
+)
 
 HELP = "measure decoder, env and vector-env throughput, encoder speed and memory growth"
 
@@ -57,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the benchmark, print the figures and write the JSON atomically."""
     from sam_gym.benchmark import run_benchmark
 
+    check_out(args.out, file=True)
     if args.steps < 1 or args.rss_steps < 0 or args.encoder_images < 2:
         raise ValueError(f"Expected --steps >= 1, --rss-steps >= 0 and --encoder-images >= 2, got "
                          f"{args.steps}, {args.rss_steps}, {args.encoder_images}")
