@@ -131,15 +131,16 @@ class CocoDataset:
         images = {img["id"]: img for img in data["images"]}
         anns, problems = self._select(data["annotations"], images, category_ids, min_area, include_crowd)
         self.skipped = [(str(file), reason) for file, reason in problems]
+        listing = "; ".join(f"{file}: {reason}" for file, reason in problems[:3])
+        listing += f"; ... ({len(problems)} in all)" if len(problems) > 3 else ""
         if problems:
-            listing = "; ".join(f"{file}: {reason}" for file, reason in problems[:3])
-            listing += f"; ... ({len(problems)} in all)" if len(problems) > 3 else ""
             if on_error == "raise":
                 raise ValueError(f"Dataset {annotation_file}: {listing}. Fix the files, or pass on_error='skip' "
-                                 f"to drop them")
+                                 f"(sam-gym eval: --on-error skip) to drop them")
             warnings.warn(f"Dataset {annotation_file}: skipped {len(problems)} annotation(s): {listing}", stacklevel=2)
         if not anns:
-            raise ValueError(f"No annotation in {annotation_file} passes the filters (category_ids, min_area)")
+            why = f"; skipped {len(problems)}: {listing}" if problems else ""
+            raise ValueError(f"No annotation in {annotation_file} passes the filters (category_ids, min_area){why}")
         self.coco = COCO()
         self.coco.dataset = {"images": list(images.values()), "annotations": anns}
         with contextlib.redirect_stdout(io.StringIO()):

@@ -126,7 +126,8 @@ class FolderDataset:
         listing = "; ".join(reasons[:5]) + (f"; ... ({len(reasons)} in all)" if len(reasons) > 5 else "")
         if problems:
             if on_error == "raise":
-                raise ValueError(f"Dataset {self.root}: {listing}. Fix the files, or pass on_error='skip' to drop them")
+                raise ValueError(f"Dataset {self.root}: {listing}. Fix the files, or pass on_error='skip' "
+                                 f"(sam-gym eval: --on-error skip) to drop them")
             warnings.warn(f"Dataset {self.root}: skipped {len(problems)} item(s): {listing}", stacklevel=2)
         if not self._entries:
             why = f" (skipped {len(problems)}: {listing})" if problems else ""
