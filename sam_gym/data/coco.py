@@ -129,7 +129,8 @@ class CocoDataset:
             raise ValueError(f"Expected an image folder, but {self.image_dir} is not a directory")
         data = _read_annotations(annotation_file)
         images = {img["id"]: img for img in data["images"]}
-        anns, problems = self._select(data["annotations"], images, category_ids, min_area, include_crowd)
+        anns, problems = self._select(annotation_file, data["annotations"], images, category_ids, min_area,
+                                      include_crowd)
         self.skipped = [(str(file), reason) for file, reason in problems]
         listing = "; ".join(f"{file}: {reason}" for file, reason in problems[:3])
         listing += f"; ... ({len(problems)} in all)" if len(problems) > 3 else ""
@@ -149,12 +150,15 @@ class CocoDataset:
         self.name = name or annotation_file.stem
 
     def _select(
-        self, annotations: list[Any], images: dict[int, dict[str, Any]], category_ids: Sequence[int] | None,
-        min_area: float, include_crowd: bool,
-    ) -> tuple[list[dict[str, Any]], list[tuple[Path | str, str]]]:
-        """The annotations that pass the filters and the checks, and ``(file, reason)`` for those that fail."""
+        self, annotation_file: Path, annotations: list[Any], images: dict[int, dict[str, Any]],
+        category_ids: Sequence[int] | None, min_area: float, include_crowd: bool,
+    ) -> tuple[list[dict[str, Any]], list[tuple[Path, str]]]:
+        """The annotations that pass the filters and the checks, and ``(file, reason)`` for those that fail.
+
+        The file is the image for a problem with the image or the segmentation, else the annotation file.
+        """
         kept: list[dict[str, Any]] = []
-        problems: list[tuple[Path | str, str]] = []
+        problems: list[tuple[Path, str]] = []
         sizes: dict[int, tuple[int, int] | str] = {}  # image id -> header (H, W) or why it cannot be read
         wanted = set(category_ids) if category_ids else None
         for position, ann in enumerate(annotations):
@@ -162,8 +166,8 @@ class CocoDataset:
             where = f"annotation {ident}" if ident is not None else f"annotation #{position} of 'annotations'"
             if not (isinstance(ann, dict) and _is_count(ann.get("id")) and _is_count(ann.get("image_id"))
                     and _is_count(ann.get("category_id")) and _is_number(ann.get("area", 0))):
-                problems.append((where, "expected integer 'id', 'image_id', 'category_id' and a numeric 'area', "
-                                        f"got {_short(ann)}"))
+                problems.append((annotation_file, f"{where}: expected integer 'id', 'image_id', 'category_id' and a "
+                                                   f"numeric 'area', got {_short(ann)}"))
                 continue
             if wanted is not None and ann["category_id"] not in wanted:
                 continue
@@ -171,7 +175,7 @@ class CocoDataset:
                 continue
             info = images.get(ann["image_id"])
             if info is None:
-                problems.append((where, f"image_id {ann['image_id']} is not in 'images'"))
+                problems.append((annotation_file, f"{where}: image_id {ann['image_id']} is not in 'images'"))
                 continue
             file = self.image_dir / info["file_name"]
             if ann["image_id"] not in sizes:
