@@ -24,13 +24,16 @@ def _one_line_error(capsys: pytest.CaptureFixture[str], argv: list[str], *messag
 
 @pytest.fixture
 def no_work(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Building a backend or a dataset fails the test: the error must come before any work."""
+    """Building the (classical) backend or a synthetic dataset fails the test: the error must come first."""
+    from sam_gym.backends.classical import ClassicalBackend
+    from sam_gym.data import SyntheticShapes
 
     def work(*args: object, **kwargs: object) -> None:
         raise AssertionError("work started before the --out check")
 
-    monkeypatch.setattr("sam_gym.backends.make_backend", work)
-    monkeypatch.setattr("sam_gym.data.make_dataset", work)
+    # class attributes are looked up at each call, so the patch cannot outlive the test
+    monkeypatch.setattr(ClassicalBackend, "__init__", work)
+    monkeypatch.setattr(SyntheticShapes, "__init__", work)
 
 
 def _folder(root: Path, n: int = 1) -> Path:

@@ -61,9 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark, print the figures and write the JSON atomically."""
+    check_out(args.out, file=True)
     from sam_gym.benchmark import run_benchmark
 
-    check_out(args.out, file=True)
     if args.steps < 1 or args.rss_steps < 0 or args.encoder_images < 2:
         raise ValueError(f"Expected --steps >= 1, --rss-steps >= 0 and --encoder-images >= 2, got "
                          f"{args.steps}, {args.rss_steps}, {args.encoder_images}")
