@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,10 +25,12 @@ __all__ = [
     "EpisodeRecord",
     "PeakMemory",
     "PolicyRun",
+    "PreparedEpisodes",
+    "SkippedSample",
     "compare_policies",
-    "encode_images",
     "final_mask_metrics",
     "policy_protocol",
+    "prepare_episodes",
     "run_episode",
     "run_episodes",
 ]
@@ -251,23 +254,95 @@ class PolicyRun:
     description: str
 
 
-def encode_images(cache: Any, dataset: Any, indices: Iterable[int], progress: Callable[[], Any] | None = None) -> float:
-    """Encode the images of ``indices`` into ``cache`` up front, so that policies are timed on decoding only.
+@dataclass(frozen=True)
+class SkippedSample:
+    """A sample left out of an evaluation because its files are unusable.
 
-    Returns:
-        Mean seconds per image that had to be encoded (0.0 when all were cached).
+    Attributes:
+        file: The file (or ``"<dataset>[index]"`` when the dataset names no file).
+        reason: What is wrong with it.
+        index: Its dataset index, or ``None`` for a file the dataset dropped when it was built.
     """
+
+    file: str
+    reason: str
+    index: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"file", "reason", "index"}``, as recorded in ``results.json``."""
+        return {"file": self.file, "reason": self.reason, "index": self.index}
+
+
+@dataclass
+class PreparedEpisodes:
+    """What :func:`prepare_episodes` found and did.
+
+    Attributes:
+        indices: The usable dataset indices, in the order given.
+        skipped: The files dropped when the dataset was built, then the samples skipped here.
+        encode_seconds: Mean seconds per image that had to be encoded (0.0 when all were cached).
+    """
+
+    indices: list[int]
+    skipped: list[SkippedSample]
+    encode_seconds: float
+
+
+def prepare_episodes(
+    cache: Any, dataset: Any, indices: Iterable[int], *, grid: tuple[int, int] = (10, 10),
+    on_error: str = "raise", progress: Callable[[], Any] | None = None,
+) -> PreparedEpisodes:
+    """Check every sample an evaluation will use and encode its image into ``cache`` up front.
+
+    Each sample is read once, checked as the env checks it at reset (:func:`~sam_gym.data.check_sample`:
+    a foreground and a background pixel; an image no smaller than the ``(rows, cols)`` patch grid),
+    and its image is encoded (the backend refuses images it cannot encode), so that policies are
+    timed on decoding only and no episode fails half-way through a comparison.
+
+    Args:
+        cache: The :class:`~sam_gym.cache.EmbeddingCache` the episodes will use.
+        dataset: The dataset.
+        indices: The dataset indices to use.
+        grid: The patch grid ``(rows, cols)`` of the envs.
+        on_error: ``"raise"``: an unusable sample raises its ``ValueError``. ``"skip"``: it is left
+            out with one warning that names its file and the reason, and listed in ``skipped``.
+        progress: Optional callable called with no argument after each sample.
+
+    Raises:
+        ValueError: On an unusable sample with ``on_error="raise"``, or when no sample is usable.
+    """
+    from sam_gym.data.base import check_sample, sample_source, skipped_files
+    from sam_gym.grid import PatchGrid
+
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"Expected on_error 'raise' or 'skip', got {on_error!r}")
+    indices = [int(i) for i in indices]
+    skipped = [SkippedSample(file, reason) for file, reason in skipped_files(dataset)]
+    usable: list[int] = []
     seconds, encoded = 0.0, 0
     for index in indices:
-        image = dataset[int(index)].image
-        if not cache.contains(image):
-            start = time.perf_counter()
-            cache.get(image)
-            seconds += time.perf_counter() - start
-            encoded += 1
+        try:
+            sample = check_sample(dataset[index], where=f"{dataset.name}[{index}]")
+            PatchGrid(int(grid[0]), int(grid[1]), *sample.target.shape)
+            if not cache.contains(sample.image):
+                start = time.perf_counter()
+                cache.get(sample.image)  # the backend refuses images it cannot encode (e.g. too small)
+                seconds += time.perf_counter() - start
+                encoded += 1
+        except ValueError as exc:
+            if on_error == "raise":
+                raise
+            file = sample_source(dataset, index)
+            skipped.append(SkippedSample(file, str(exc), index))
+            warnings.warn(f"Skipping sample {index} of {dataset.name} ({file}): {exc}", stacklevel=2)
+        else:
+            usable.append(index)
         if progress is not None:
             progress()
-    return seconds / encoded if encoded else 0.0
+    if not usable:
+        example = f" (e.g. {skipped[-1].file}: {skipped[-1].reason})" if skipped else ""
+        raise ValueError(f"Expected at least one usable sample in {dataset.name}, got none of {len(indices)}{example}")
+    return PreparedEpisodes(indices=usable, skipped=skipped, encode_seconds=seconds / encoded if encoded else 0.0)
 
 
 def compare_policies(

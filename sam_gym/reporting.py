@@ -44,6 +44,7 @@ __all__ = [
 #: Binary-task metrics averaged over final masks, with the direction that is better.
 TASK_METRICS: dict[str, str] = {"mae": "lower", "f_beta": "higher", "e_measure": "higher", "ber": "lower"}
 _ORACLE_MARK = "†"
+_SKIPPED_SHOWN = 10  # skipped files listed in results.md (results.json lists all)
 
 
 def summarize_records(records: Sequence[EpisodeRecord], max_clicks: int) -> dict[str, Any]:
@@ -162,7 +163,7 @@ def _iou_at(entry: Mapping[str, Any], k: int) -> float:
 
 
 def results_markdown(results: Mapping[str, Any]) -> str:
-    """Render the results dict as Markdown: the backend, the command, one table row per policy, footnotes."""
+    """Render the results dict as Markdown: the backend, the command, one table row per policy, footnotes, skips."""
     policies: Mapping[str, Any] = results["policies"]
     n = int(results["max_clicks"])
     has_task = bool(policies) and all(all(k in e for k in TASK_METRICS) for e in policies.values())
@@ -213,6 +214,12 @@ def results_markdown(results: Mapping[str, Any]) -> str:
     if has_task:
         lines += ["", "Task metrics on the final masks: MAE and BER lower is better; F-beta (beta^2 = 0.3, adaptive "
                   "threshold) and E-measure higher is better."]
+    skipped = results.get("skipped") or []
+    if skipped:
+        lines += ["", f"Skipped {len(skipped)} unusable file(s) (no policy ran on them):", "",
+                  *(f"- `{s['file']}`: {s['reason']}" for s in skipped[:_SKIPPED_SHOWN])]
+        if len(skipped) > _SKIPPED_SHOWN:
+            lines.append(f"- ... ({len(skipped)} in all, listed under `skipped` in results.json)")
     return "\n".join(lines) + "\n"
 
 

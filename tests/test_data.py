@@ -161,3 +161,169 @@ def test_coco_dataset(tmp_path):
     assert len(ds) == 1 and s.class_id == 3 and s.instance_id == 7 and 80 <= s.target.sum() <= 130
     with pytest.raises(ValueError, match="missing from"):
         make_dataset(tmp_path / "ann.json", image_dir=tmp_path)
+
+
+def _truncate(path, keep=0.5):
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+@pytest.mark.parametrize("ext", [".png", ".jpg"])
+def test_truncated_image_is_found_at_construction(tmp_path, ext):
+    _pair(tmp_path, "ok")
+    _pair(tmp_path, "cut", h=120, w=160, mask_values=np.pad(np.full((60, 80), 255, np.uint8), ((30, 30), (40, 40))),
+          ext=ext)
+    _truncate(tmp_path / "images" / f"cut{ext}")
+    with pytest.raises(ValueError, match=f"cut{ext}.*truncated"):
+        FolderDataset(tmp_path)
+    with pytest.warns(UserWarning, match="skipped 1") as record:
+        ds = FolderDataset(tmp_path, on_error="skip")
+    assert len(record) == 1 and len(ds) == 1 and ds[0].image_id == "ok"
+    ((file, reason),) = ds.skipped
+    assert file == str(tmp_path / "images" / f"cut{ext}") and "truncated" in reason
+
+
+def test_all_foreground_mask_is_found_at_construction(tmp_path):
+    _pair(tmp_path, "ok")
+    _pair(tmp_path, "full", mask_values=np.full((40, 50), 255, np.uint8))
+    with pytest.raises(ValueError, match="full.png covers the whole image"):
+        FolderDataset(tmp_path)
+    with pytest.warns(UserWarning, match="full.png covers the whole image"):
+        ds = FolderDataset(tmp_path, on_error="skip")
+    assert len(ds) == 1 and ds.skipped == [(str(tmp_path / "masks" / "full.png"),
+                                             "full.png covers the whole image (no background pixel)")]
+    # void pixels are not background: an object plus a void band around it covers the image too
+    (tmp_path / "masks" / "full.png").unlink()
+    mask = np.full((40, 50), 255, np.uint8)
+    mask[:5] = 128
+    _write(tmp_path / "masks", "full.png", mask)
+    with pytest.raises(ValueError, match="covers the whole image"):
+        FolderDataset(tmp_path, void_values=(128,))
+
+
+def test_two_images_with_one_stem_are_an_error_naming_both(tmp_path):
+    _pair(tmp_path, "a")
+    _write(tmp_path / "images", "a.jpg", np.zeros((40, 50, 3), np.uint8))
+    for on_error in ("raise", "skip"):
+        with pytest.raises(ValueError, match=r"a\.jpg and a\.png"):
+            FolderDataset(tmp_path, on_error=on_error)
+
+
+def test_all_files_skipped_says_why(tmp_path):
+    _pair(tmp_path, "full", mask_values=np.full((40, 50), 255, np.uint8))
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match="no usable .*covers the whole image"):
+        FolderDataset(tmp_path, on_error="skip")
+
+
+def test_decompression_bomb_is_a_clear_error_with_a_knob(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from sam_gym.data.io import MAX_PIXELS_ENV, read_image
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)  # restored after the test
+    _pair(tmp_path, "big")  # 40 x 50 = 2000 pixels
+    monkeypatch.setenv(MAX_PIXELS_ENV, "500")  # Pillow refuses images over twice that: 1000 pixels
+    with pytest.raises(ValueError, match=rf"at most 1,000 pixels .*MAX_IMAGE_PIXELS = 500.*{MAX_PIXELS_ENV}"):
+        FolderDataset(tmp_path)
+    with pytest.raises(ValueError, match=MAX_PIXELS_ENV):
+        read_image(tmp_path / "images" / "big.png")
+    monkeypatch.setenv(MAX_PIXELS_ENV, "1000")
+    assert len(FolderDataset(tmp_path)) == 1
+    monkeypatch.setenv(MAX_PIXELS_ENV, "lots")
+    with pytest.raises(ValueError, match=f"Expected {MAX_PIXELS_ENV} to be a positive number"):
+        read_image(tmp_path / "images" / "big.png")
+
+
+def test_failed_image_opens_close_their_file(tmp_path):
+    import gc
+    import warnings
+
+    from sam_gym.data.io import read_image, read_mask
+
+    _pair(tmp_path, "cut", h=120, w=160)
+    _truncate(tmp_path / "images" / "cut.png")
+    _truncate(tmp_path / "masks" / "cut.png")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for read, folder in ((read_image, "images"), (read_mask, "masks")):
+            with pytest.raises(ValueError, match="truncated"):
+                read(tmp_path / folder / "cut.png")
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
+
+
+def test_folder_errors_name_a_folder_in_place_of_a_file(tmp_path):
+    _pair(tmp_path, "ok")
+    (tmp_path / "images" / "b.png").mkdir()
+    _write(tmp_path / "masks", "b.png", np.zeros((40, 50), np.uint8))
+    with pytest.raises(ValueError, match="b.png, but it is a folder"):
+        FolderDataset(tmp_path)
+
+
+def test_subset_forwards_sources_and_skipped(tmp_path):
+    _pair(tmp_path, "a")
+    _pair(tmp_path, "b")
+    _write(tmp_path / "images", "lonely.png", np.zeros((40, 50, 3), np.uint8))
+    with pytest.warns(UserWarning):
+        ds = FolderDataset(tmp_path, on_error="skip")
+    sub = Subset(ds, [1])
+    assert sub.source(0) == str(tmp_path / "images" / "b.png")
+    assert sub.skipped == ds.skipped and ds.skipped[0][0].endswith("lonely.png")
+
+
+def _coco(tmp_path, **changes):
+    import json
+
+    _write(tmp_path / "img", "a.png", np.zeros((30, 40, 3), np.uint8))
+    ann = {"images": [{"id": 1, "file_name": "a.png", "height": 30, "width": 40}],
+           "annotations": [{"id": 7, "image_id": 1, "category_id": 3, "iscrowd": 0, "area": 100.0,
+                            "bbox": [5, 5, 10, 10], "segmentation": [[5, 5, 15, 5, 15, 15, 5, 15]]}],
+           "categories": [{"id": 3, "name": "car"}]}
+    for key, value in changes.items():
+        if key in ann["annotations"][0]:
+            ann["annotations"][0][key] = value
+        else:
+            ann = value
+    (tmp_path / "ann.json").write_text(json.dumps(ann))
+    return tmp_path / "ann.json"
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"top": [1, 2]}, "top-level list"),
+    ({"top": {"images": []}}, "list 'annotations'.*got none"),
+    ({"image_id": 99}, "annotation 7: image_id 99 is not in 'images'"),
+    ({"segmentation": "abc"}, "annotation 7: expected a segmentation as a list of polygons or an RLE dict"),
+    ({"segmentation": [[1, 2, 3, 4]]}, "at least 3 points"),
+    ({"segmentation": {"size": [10, 10], "counts": [100]}}, r"RLE of size \[30, 40\]"),
+    ({"segmentation": {"size": [30, 40], "counts": [5, 6]}}, "summing to 1200"),
+    ({"category_id": None}, "integer 'id', 'image_id', 'category_id'"),
+])
+def test_malformed_coco_files_are_clear_errors(tmp_path, changes, message):
+    pytest.importorskip("pycocotools")
+    from sam_gym.data.coco import CocoDataset
+
+    with pytest.raises(ValueError, match=message):
+        CocoDataset(_coco(tmp_path, **changes), tmp_path / "img")
+
+
+def test_coco_skips_bad_annotations_and_checks_image_sizes(tmp_path):
+    pytest.importorskip("pycocotools")
+    import json
+
+    from sam_gym.data.coco import CocoDataset
+
+    path = _coco(tmp_path)
+    data = json.loads(path.read_text())
+    data["annotations"].append({**data["annotations"][0], "id": 8, "segmentation": "abc"})
+    path.write_text(json.dumps(data))
+    with pytest.warns(UserWarning, match="skipped 1 annotation") as record:
+        ds = CocoDataset(path, tmp_path / "img", on_error="skip")
+    assert len(record) == 1 and len(ds) == 1 and ds[0].instance_id == 7
+    assert ds.skipped == [(str(tmp_path / "img" / "a.png"), "annotation 8: expected a segmentation as a list of "
+                           "polygons or an RLE dict, got 'abc'")]
+    assert ds.source(0) == str(tmp_path / "img" / "a.png")
+    data["images"][0]["height"] = 31
+    data["annotations"].pop()
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"the image is \(30, 40\) \(H, W\) but 'images' says \(31, 40\)"):
+        CocoDataset(path, tmp_path / "img")

@@ -165,3 +165,93 @@ def test_demo_quick(tmp_path, capsys) -> None:
 def test_demo_rejects_alignsam_as_a_baseline(tmp_path, capsys) -> None:
     assert main(["demo", "--quick", "--policies", "alignsam:x", "--out", str(tmp_path / "d")]) == 2
     assert "--policies" in capsys.readouterr().err
+
+
+def _write_unusable_files(root: Path) -> dict[str, str]:
+    """Add a truncated image, an all-foreground mask and an 8x8 image to a folder dataset; name -> expected reason."""
+    import numpy as np
+
+    cv2.imwrite(str(root / "images" / "cut.png"), np.full((64, 80, 3), 90, np.uint8))
+    cv2.imwrite(str(root / "masks" / "cut.png"), np.pad(np.full((32, 40), 255, np.uint8), ((16, 16), (20, 20))))
+    data = (root / "images" / "cut.png").read_bytes()
+    (root / "images" / "cut.png").write_bytes(data[: len(data) // 2])
+    cv2.imwrite(str(root / "images" / "full.png"), np.full((64, 80, 3), 90, np.uint8))
+    cv2.imwrite(str(root / "masks" / "full.png"), np.full((64, 80), 255, np.uint8))
+    tiny = np.zeros((8, 8), np.uint8)
+    tiny[2:6, 2:6] = 255
+    cv2.imwrite(str(root / "images" / "tiny.png"), np.dstack([tiny] * 3))
+    cv2.imwrite(str(root / "masks" / "tiny.png"), tiny)
+    return {"cut.png": "truncated", "full.png": "covers the whole image", "tiny.png": "no finer than the image"}
+
+
+def test_eval_skips_unusable_files_and_lists_them(tmp_path, capsys) -> None:
+    data = _write_folder_dataset(tmp_path / "toy", 3)
+    expected = _write_unusable_files(data)
+    out = tmp_path / "run"
+    argv = ["eval", "--policy", "random", "--policy", "grid", "--dataset", str(data), "--grid", "10x10",
+            "--max-clicks", "2", "--out", str(out)]
+    with pytest.warns(UserWarning) as caught:
+        assert main(argv) == 0
+    results = json.loads((out / "results.json").read_text())
+    skipped = {Path(s["file"]).name: s for s in results["skipped"]}
+    assert set(skipped) == set(expected)
+    for name, reason in expected.items():
+        assert reason in skipped[name]["reason"]
+        # one warning per bad file, naming it and the reason (the two found when the dataset is built share one)
+        assert sum(name in str(w.message) and reason in str(w.message) for w in caught) == 1
+    # the truncated image and the full mask are dropped when the dataset is built; the 8x8 image
+    # (sample 3, after 000-002) only fails against the 10x10 grid
+    assert skipped["tiny.png"]["index"] == 3 and skipped["cut.png"]["index"] is None
+    assert results["indices"] == [0, 1, 2] and results["n_samples"] == 3
+    assert all(entry["n_episodes"] == 3 for entry in results["policies"].values())
+    assert "tiny.png" in (out / "results.md").read_text()
+    assert "skipped 3 unusable file(s)" in capsys.readouterr().out
+    # --on-error raise stops at the first bad file, before any episode, with one line
+    assert main([*argv, "--on-error", "raise", "--out", str(tmp_path / "strict")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "cut.png" in err and "truncated" in err
+    assert not (tmp_path / "strict").exists()
+
+
+def test_eval_reads_coco_with_image_dir(tmp_path) -> None:
+    pytest.importorskip("pycocotools")
+    import numpy as np
+
+    (tmp_path / "img").mkdir()
+    cv2.imwrite(str(tmp_path / "img" / "a.png"), np.random.default_rng(0).integers(0, 255, (60, 80, 3), np.uint8))
+    ann = {"images": [{"id": 1, "file_name": "a.png", "height": 60, "width": 80}],
+           "annotations": [{"id": 7, "image_id": 1, "category_id": 3, "iscrowd": 0, "area": 400.0,
+                            "segmentation": [[10, 10, 40, 10, 40, 30, 10, 30]]}]}
+    (tmp_path / "ann.json").write_text(json.dumps(ann))
+    out = tmp_path / "run"
+    assert main(["eval", "--policy", "random", "--dataset", str(tmp_path / "ann.json"), "--image-dir",
+                 str(tmp_path / "img"), "--max-clicks", "2", "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["dataset"] == "ann" and results["policies"]["random"]["n_episodes"] == 1
+    assert "--image-dir" in results["command"] and results["skipped"] == []
+
+
+def test_forged_classical_cache_entry_is_recomputed(tmp_path) -> None:
+    # A cache entry with a valid checksum but arrays of the wrong shape (forged, or from another
+    # version) is treated like a corrupt entry: recomputed with a warning, not a crash in the graph cut.
+    import numpy as np
+
+    from sam_gym.cache import _arrays_digest
+
+    cache_dir = tmp_path / "cache"
+    first, second = tmp_path / "first", tmp_path / "second"
+    argv = ["eval", "--policy", "grid", "--dataset", "synthetic-shapes", "--episodes", "1", "--max-clicks", "3",
+            "--cache-dir", str(cache_dir)]
+    assert main([*argv, "--out", str(first)]) == 0
+    (entry,) = cache_dir.rglob("*.npz")
+    with np.load(entry) as stored:
+        arrays = {name: stored[name] for name in stored.files}
+    meta = json.loads(arrays.pop("__meta__").tobytes().decode())
+    arrays["extra_edges"] = arrays["extra_edges"][:, :-1]  # one column short
+    meta["sha256"] = _arrays_digest(arrays)
+    np.savez(entry, __meta__=np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays)
+    with pytest.warns(UserWarning, match="is invalid .*extra_edges|is invalid .*edges"):
+        assert main([*argv, "--out", str(second)]) == 0
+    ious = [json.loads((run / "results.json").read_text())["policies"]["grid"]["miou_per_click"]
+            for run in (first, second)]
+    assert ious[0] == ious[1]

@@ -51,6 +51,7 @@ al., "Deep Interactive Object Selection", CVPR 2016): graph cut 11.10 / 14.33, r
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import cv2
@@ -220,8 +221,7 @@ class ClassicalBackend(PromptableSegmenter):
         """
         image = validate_image(image)
         big_h, big_w = image.shape[:2]
-        scale = min(1.0, self.work_size / max(big_h, big_w))
-        h, w = max(2, round(big_h * scale)), max(2, round(big_w * scale))
+        h, w = _fit(big_h, big_w, self.work_size)
         rgb = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA) if (h, w) != (big_h, big_w) else image
         lab8 = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB)
         lab = cv2.cvtColor(rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
@@ -240,12 +240,35 @@ class ClassicalBackend(PromptableSegmenter):
     def _geo_cost(self, lab: np.ndarray) -> np.ndarray:
         """Per-pixel step cost ``(1 + gamma * |grad Lab| / mean) / side`` of the coarse geodesic grid."""
         h, w = lab.shape[:2]
-        scale = min(1.0, _GEO_SIDE / max(h, w))
-        ch, cw = max(2, round(h * scale)), max(2, round(w * scale))
+        ch, cw = _fit(h, w, _GEO_SIDE)
         small = cv2.resize(lab, (cw, ch), interpolation=cv2.INTER_AREA) if (ch, cw) != (h, w) else lab
         grad = np.sqrt(sum(cv2.Sobel(small, cv2.CV_32F, dx, dy, ksize=3) ** 2 for dx, dy in ((1, 0), (0, 1))).sum(-1))
         grad = grad / max(float(grad.mean()), 1e-6)
         return ((1.0 + self.geo_gamma * grad) / max(ch, cw)).astype(np.float16)
+
+    def embedding_from_arrays(self, arrays: Mapping[str, np.ndarray]) -> Embedding:
+        """Inverse of :meth:`embedding_to_arrays`, checking each array's shape and dtype as :meth:`encode` makes them.
+
+        Raises:
+            ValueError: On a missing array or a wrong shape or dtype (a foreign or forged cache entry,
+                which the cache then recomputes).
+        """
+        embedding = super().embedding_from_arrays(arrays)
+        big_h, big_w = embedding.image_size
+        if big_h < 1 or big_w < 1:
+            raise ValueError(f"Expected a cached image_size of positive integers, got {embedding.image_size}")
+        h, w = _fit(big_h, big_w, self.work_size)
+        expected = {"features": (self.embedding_shape, np.float32), "bins": ((h, w), np.uint16),
+                    "edges": ((len(_OFFSETS), h, w), np.float16), "lab": ((h, w, 3), np.uint8),
+                    "geo_cost": (_fit(h, w, _GEO_SIDE), np.float16)}
+        got = {"features": embedding.features, **embedding.extras}
+        for name, (shape, dtype) in expected.items():
+            arr = got.get(name)
+            if not isinstance(arr, np.ndarray) or arr.shape != shape or arr.dtype != dtype:
+                found = (getattr(arr, "shape", None), getattr(arr, "dtype", None))
+                raise ValueError(f"Expected cached {name} of shape {shape} and dtype {np.dtype(dtype)} for "
+                                 f"{self.model_id}, got {found}")
+        return embedding
 
     # ------------------------------------------------------------------ decode
 
@@ -419,6 +442,12 @@ class ClassicalBackend(PromptableSegmenter):
             pooled = np.stack([cv2.resize(ch, (cols, rows), interpolation=cv2.INTER_AREA) for ch in state], axis=-1)
             state = pooled.reshape(rows, cols, -1).transpose(2, 0, 1)
         return np.ascontiguousarray(state, dtype=np.float32), mask
+
+
+def _fit(height: int, width: int, side: int) -> tuple[int, int]:
+    """``(h, w)`` of an ``height x width`` image shrunk (never enlarged) to fit ``side`` pixels, at least 2x2."""
+    scale = min(1.0, side / max(height, width))
+    return max(2, round(height * scale)), max(2, round(width * scale))
 
 
 def _disks(hw: tuple[int, int], rows: np.ndarray, cols: np.ndarray, radius: int) -> np.ndarray:

@@ -18,7 +18,13 @@ import json
 from pathlib import Path
 
 from sam_gym.atomic import atomic_write_bytes
-from sam_gym.commands.common import add_backend_arguments, add_dataset_arguments, backend_from_args, dataset_from_args
+from sam_gym.commands.common import (
+    add_backend_arguments,
+    add_dataset_arguments,
+    backend_from_args,
+    check_out,
+    dataset_from_args,
+)
 
 HELP = "measure decoder, env and vector-env throughput, encoder speed and memory growth"
 
@@ -55,6 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark, print the figures and write the JSON atomically."""
+    check_out(args.out, file=True)
     from sam_gym.benchmark import run_benchmark
 
     if args.steps < 1 or args.rss_steps < 0 or args.encoder_images < 2:

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sam_gym.commands.common import add_backend_arguments, backend_from_args
+from sam_gym.commands.common import add_backend_arguments, backend_from_args, check_out
 from sam_gym.commands.eval import EvalSettings, build_policies, evaluate
 
 HELP = "train a small AlignSAM agent on synthetic shapes and compare it with the baselines (offline)"
@@ -85,6 +85,7 @@ def _train_config(args: argparse.Namespace, run_dir: Path) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     """Train, evaluate, print the table and say which backend produced it."""
+    check_out(args.out)
     from sam_gym.commands.eval import parse_seeds
     from sam_gym.data import make_dataset
 

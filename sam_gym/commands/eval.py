@@ -17,7 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sam_gym.commands.common import add_backend_arguments, backend_from_args, dataset_from_args
+from sam_gym.commands.common import (
+    add_backend_arguments,
+    add_dataset_arguments,
+    backend_from_args,
+    check_out,
+    dataset_from_args,
+)
 
 __all__ = ["EvalSettings", "build_policies", "evaluate", "parse_grid", "parse_seeds"]
 
@@ -29,11 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--policy", action="append", required=True, metavar="NAME[:ARG]",
                         help="policy to score (repeatable): random, grid, clicker, clicker-tta, aop, sapnet, "
                              "alignsam:RUN_DIR, or module.path:Class[@ARG]")
-    parser.add_argument("--dataset", required=True,
-                        help="'synthetic-shapes', 'synthetic-multi' or a folder with images/ and masks/ "
-                             "(e.g. ../shared/data/GrabCut)")
-    parser.add_argument("--void", type=int, action="append", default=None, metavar="VALUE",
-                        help="mask value to ignore (repeatable; the shared benchmark folders have presets)")
+    add_dataset_arguments(parser, default=None, limit=False)
+    parser.add_argument("--on-error", choices=("skip", "raise"), default="skip",
+                        help="samples whose files are unusable (truncated, no background, smaller than the grid): "
+                             "skip them with a warning and list them in results.json, or stop (default: %(default)s)")
     add_backend_arguments(parser)
     parser.add_argument("--max-clicks", type=int, default=20, help="click budget per episode (default: %(default)s)")
     parser.add_argument("--episodes", type=int, default=None,
@@ -104,6 +109,9 @@ class EvalSettings:
         save_episodes: Episode strips per policy.
         task_metrics: Score final masks with the binary-task metrics.
         command: The command line recorded in the results.
+        on_error: ``"skip"``: unusable samples are left out with one warning each and listed under
+            ``skipped`` in the results; ``"raise"``: the first one stops the evaluation before any
+            episode (see :func:`sam_gym.evaluation.prepare_episodes`).
     """
 
     max_clicks: int
@@ -113,6 +121,7 @@ class EvalSettings:
     save_episodes: int = 0
     task_metrics: bool = False
     command: str = ""
+    on_error: str = "skip"
 
 
 def evaluate(policies: dict[str, Any], dataset: Any, backend: Any, settings: EvalSettings, out: str | Path,
@@ -129,19 +138,24 @@ def evaluate(policies: dict[str, Any], dataset: Any, backend: Any, settings: Eva
         show_progress: Show tqdm progress bars.
 
     Returns:
-        The results dict (also in ``out/results.json``).
+        The results dict (also in ``out/results.json``), with ``skipped``: ``{"file", "reason",
+        "index"}`` of every sample left out (``index`` is ``None`` for files the dataset dropped when
+        it was built).
     """
     from tqdm import tqdm
 
     from sam_gym.cache import EmbeddingCache
-    from sam_gym.evaluation import compare_policies, encode_images
+    from sam_gym.evaluation import compare_policies, prepare_episodes
     from sam_gym.reporting import build_results, plot_iou_vs_clicks, save_episode_strips, write_results
 
     out = Path(out)
     n_images = len(settings.indices)
     cache = EmbeddingCache(backend, cache_dir=cache_dir, max_items=max(64, min(n_images, 1024)))
     with tqdm(total=n_images, desc=f"encode ({backend.name})", unit="img", disable=not show_progress) as bar:
-        encode_seconds = encode_images(cache, dataset, settings.indices, progress=bar.update)
+        prepared = prepare_episodes(cache, dataset, settings.indices, grid=settings.grid, on_error=settings.on_error,
+                                    progress=bar.update)
+    indices = prepared.indices
+    n_images = len(indices)
     n_episodes = n_images * len(settings.seeds)
     with tqdm(total=n_episodes * len(policies), desc="episodes", unit="ep", disable=not show_progress) as bar:
         def progress(name: str) -> Any:
@@ -150,14 +164,15 @@ def evaluate(policies: dict[str, Any], dataset: Any, backend: Any, settings: Eva
 
         start = time.perf_counter()
         runs = compare_policies(policies, dataset, cache, max_clicks=settings.max_clicks, grid=settings.grid,
-                                indices=settings.indices, seeds=settings.seeds, record_masks=settings.save_episodes,
+                                indices=indices, seeds=settings.seeds, record_masks=settings.save_episodes,
                                 task_metrics=settings.task_metrics, progress=progress)
         elapsed = time.perf_counter() - start
     results = build_results(runs, backend=backend, dataset=str(dataset.name), max_clicks=settings.max_clicks,
                             command=settings.command,
                             extra={"grid": list(settings.grid), "seeds": settings.seeds, "n_samples": n_images,
-                                   "indices": settings.indices,
-                                   "encode_ms_per_image": 1000.0 * encode_seconds,
+                                   "indices": indices,
+                                   "skipped": [s.to_dict() for s in prepared.skipped],
+                                   "encode_ms_per_image": 1000.0 * prepared.encode_seconds,
                                    "episodes_seconds": elapsed})
     write_results(results, out)
     plot_iou_vs_clicks(results, out / "iou_vs_clicks.png")
@@ -182,6 +197,8 @@ def _command_line(args: argparse.Namespace) -> str:
     for spec in args.policy:
         argv += ["--policy", spec]
     argv += ["--dataset", str(args.dataset)]
+    if args.image_dir is not None:
+        argv += ["--image-dir", str(args.image_dir)]
     for value in args.void or ():
         argv += ["--void", str(value)]
     argv += ["--backend", args.backend]
@@ -192,12 +209,14 @@ def _command_line(args: argparse.Namespace) -> str:
     if args.half:
         argv.append("--half")
     argv += ["--max-clicks", str(args.max_clicks), "--seeds", args.seeds, "--grid", args.grid,
-             "--save-episodes", str(args.save_episodes), "--task-metrics", args.task_metrics, "--out", str(args.out)]
+             "--save-episodes", str(args.save_episodes), "--task-metrics", args.task_metrics,
+             "--on-error", args.on_error, "--out", str(args.out)]
     return shlex.join(argv)
 
 
 def run(args: argparse.Namespace) -> int:
     """Validate everything cheap first, then build the backend once and score every policy."""
+    check_out(args.out)
     grid = parse_grid(args.grid)
     seeds = parse_seeds(args.seeds)
     if args.max_clicks < 1:
@@ -207,16 +226,18 @@ def run(args: argparse.Namespace) -> int:
     if args.save_episodes < 0:
         raise ValueError(f"Expected --save-episodes >= 0, got {args.save_episodes}")
     policies = build_policies(args.policy)
-    dataset = dataset_from_args(argparse.Namespace(dataset=args.dataset, void=args.void, limit=args.episodes))
+    dataset = dataset_from_args(argparse.Namespace(dataset=args.dataset, image_dir=args.image_dir, void=args.void,
+                                                   on_error=args.on_error, limit=args.episodes))
     backend = backend_from_args(args)
     settings = EvalSettings(max_clicks=args.max_clicks, indices=list(range(len(dataset))), seeds=seeds, grid=grid,
                             save_episodes=args.save_episodes,
                             task_metrics=_task_metrics_enabled(args.task_metrics, dataset),
-                            command=_command_line(args))
+                            command=_command_line(args), on_error=args.on_error)
     results = evaluate(policies, dataset, backend, settings, args.out, cache_dir=args.cache_dir)
     from sam_gym.reporting import results_markdown
 
     print(results_markdown(results))
     print(f"wrote {Path(args.out) / 'results.json'}, results.md, iou_vs_clicks.png"
-          + (f", episodes/ ({args.save_episodes} per policy)" if args.save_episodes else ""))
+          + (f", episodes/ ({args.save_episodes} per policy)" if args.save_episodes else "")
+          + (f"; skipped {len(results['skipped'])} unusable file(s), listed there" if results["skipped"] else ""))
     return 0

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 
+from sam_gym.commands.common import check_out
+
 HELP = "train an AlignSAM agent (MaskablePPO + SRM) on the first --n-train samples of a dataset"
 
 
@@ -59,6 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Build the :class:`~agents.alignsam.config.TrainConfig` from ``args`` and train."""
+    check_out(args.out)
     from agents.alignsam.config import TrainConfig
     from agents.alignsam.training import train
 

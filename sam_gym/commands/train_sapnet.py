@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from sam_gym.commands.common import add_scene_arguments, backend_from_args, epoch_progress, scenes_from_args
+from sam_gym.commands.common import add_scene_arguments, backend_from_args, check_out, epoch_progress, scenes_from_args
 
 HELP = "train SAPNet's proposal selection (MIL over mask proposals of one point per instance)"
 
@@ -19,6 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Group the dataset's instances by image, train with a progress bar, save, print a summary."""
+    check_out(args.out)
     from agents.sapnet import fit, save_sapnet
     from sam_gym.cache import EmbeddingCache
 

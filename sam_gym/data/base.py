@@ -12,7 +12,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["Sample", "SegmentationDataset", "check_sample"]
+__all__ = ["Sample", "SegmentationDataset", "check_sample", "sample_source", "skipped_files"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,21 @@ class SegmentationDataset(Protocol):
     def __getitem__(self, index: int) -> Sample:
         """Return sample ``index`` (``0 <= index < len(self)``)."""
         ...
+
+
+def sample_source(dataset: SegmentationDataset, index: int) -> str:
+    """Where sample ``index`` comes from, for messages.
+
+    Returns:
+        The dataset's ``source(index)`` (a file) if it has that method, else ``"<name>[index]"``.
+    """
+    source = getattr(dataset, "source", None)
+    return str(source(int(index))) if callable(source) else f"{dataset.name}[{int(index)}]"
+
+
+def skipped_files(dataset: SegmentationDataset) -> list[tuple[str, str]]:
+    """``(file, reason)`` of the files a dataset dropped when it was built (its ``skipped``; none if it has none)."""
+    return [(str(file), str(reason)) for file, reason in getattr(dataset, "skipped", ())]
 
 
 def check_sample(sample: Sample, where: str) -> Sample:

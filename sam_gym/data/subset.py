@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sam_gym.data.base import Sample, SegmentationDataset
+from sam_gym.data.base import Sample, SegmentationDataset, sample_source, skipped_files
 
 __all__ = ["Subset", "split"]
 
@@ -33,6 +33,15 @@ class Subset:
 
     def __getitem__(self, index: int) -> Sample:
         return self.dataset[self.indices[int(index)]]
+
+    def source(self, index: int) -> str:
+        """Where sample ``index`` comes from (see :func:`~sam_gym.data.base.sample_source`)."""
+        return sample_source(self.dataset, self.indices[int(index)])
+
+    @property
+    def skipped(self) -> list[tuple[str, str]]:
+        """The files the underlying dataset dropped when it was built (``(file, reason)``)."""
+        return skipped_files(self.dataset)
 
 
 def split(dataset: SegmentationDataset, n_train: int) -> tuple[Subset, Subset]:
