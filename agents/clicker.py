@@ -22,10 +22,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from agents.base import PromptPolicy
 from agents.tta import DEFAULT_LR, EROSION_ITERATIONS, IMAGE_STEPS, DecoderAdapter, pseudo_label, tta_config
 from sam_gym.backends.base import Embedding
 from sam_gym.clicker import next_click
+from sam_gym.policy import PromptPolicy
 
 __all__ = ["ClickerPolicy", "ClickerTTAPolicy", "click_action"]
 

@@ -42,11 +42,11 @@ from torch import nn
 
 from agents.aop.frame import FRAME_SIDE, frame_features
 from agents.aop.predictor import object_points
-from agents.aop.scenes import Scene
-from agents.base import PromptPolicy
 from sam_gym.atomic import atomic_write, atomic_write_bytes, load_torch_checkpoint
 from sam_gym.backends.base import Embedding, PromptableSegmenter
+from sam_gym.data.scenes import Scene
 from sam_gym.metrics import iou
+from sam_gym.policy import PromptPolicy
 
 __all__ = [
     "DEFAULT_SAPNET_DIR",

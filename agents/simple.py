@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from agents.base import PromptPolicy
+from sam_gym.policy import PromptPolicy
 
 __all__ = ["GridPolicy", "RandomPolicy", "sweep_order"]
 
@@ -30,7 +30,7 @@ def _unclicked(observation: dict[str, np.ndarray]) -> np.ndarray:
 class RandomPolicy(PromptPolicy):
     """Click a uniformly random patch among those not clicked yet.
 
-    The draw uses the env's ``np_random`` (through :meth:`~agents.base.PromptPolicy.view`), so an
+    The draw uses the env's ``np_random`` (through :meth:`~sam_gym.policy.PromptPolicy.view`), so an
     episode is reproducible from the ``reset`` seed alone. ``deterministic`` is ignored: the policy
     has no greedy mode (a fixed order is :class:`GridPolicy`).
 

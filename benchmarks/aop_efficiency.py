@@ -37,9 +37,9 @@ import numpy as np
 
 from agents.aop.predictor import train_predictor
 from agents.aop.sampling import ASFConfig, generate_masks
-from agents.aop.scenes import MultiInstanceScenes, Scene, group_scenes
 from sam_gym.backends import make_backend
 from sam_gym.data import make_dataset, shared_data_dir
+from sam_gym.data.scenes import MultiInstanceScenes, Scene, group_scenes
 from sam_gym.metrics import greedy_iou_matching
 
 

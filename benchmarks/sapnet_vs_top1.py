@@ -29,10 +29,10 @@ import time
 import numpy as np
 
 from agents.aop.predictor import object_points
-from agents.aop.scenes import MultiInstanceScenes, Scene, group_scenes
 from agents.sapnet import SAPNet, fit
 from sam_gym.backends import make_backend
 from sam_gym.data import make_dataset, shared_data_dir
+from sam_gym.data.scenes import MultiInstanceScenes, Scene, group_scenes
 from sam_gym.metrics import iou
 
 

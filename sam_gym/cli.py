@@ -20,10 +20,10 @@ COMMANDS: dict[str, str] = {
     "cache": "sam_gym.commands.cache",
     "bench": "sam_gym.commands.bench",
     "eval": "sam_gym.commands.eval",
-    "demo": "sam_gym.commands.demo",
-    "train-aop": "sam_gym.commands.train_aop",
-    "train-sapnet": "sam_gym.commands.train_sapnet",
-    "train": "sam_gym.commands.train",
+    "demo": "agents.demo_command",
+    "train-aop": "agents.aop.train_command",
+    "train-sapnet": "agents.sapnet_train_command",
+    "train": "agents.alignsam.train_command",
 }
 
 

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 from agents.clicker import ClickerPolicy, click_action
-from agents.registry import make_policy
 from sam_gym.clicker import next_click, simulate_clicks
 from sam_gym.data import Sample, SyntheticShapes
 from sam_gym.envs import SamPromptEnv
 from sam_gym.evaluation import run_episodes
 from sam_gym.grid import PatchGrid
+from sam_gym.policies import make_policy
 
 
 class _OneSample:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from agents.registry import make_policy
 from agents.simple import GridPolicy, RandomPolicy, sweep_order
 from sam_gym.envs import SamPromptEnv
 from sam_gym.evaluation import run_episodes
+from sam_gym.policies import make_policy
 
 
 @pytest.fixture(scope="module")

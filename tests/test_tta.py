@@ -17,13 +17,13 @@ from segment_anything.modeling import (  # noqa: E402
 )
 
 from agents.clicker import ClickerPolicy, ClickerTTAPolicy  # noqa: E402
-from agents.registry import make_policy  # noqa: E402
 from agents.tta import CONFIGS, DecoderAdapter, erode_cross, pseudo_label  # noqa: E402
 from sam_gym.backends.sam import SamBackend  # noqa: E402
 from sam_gym.cache import EmbeddingCache  # noqa: E402
 from sam_gym.data import Sample, SyntheticShapes  # noqa: E402
 from sam_gym.envs import SamPromptEnv  # noqa: E402
 from sam_gym.evaluation import run_episodes  # noqa: E402
+from sam_gym.policies import make_policy  # noqa: E402
 from sam_gym.testing import tiny_sam  # noqa: E402
 
 DIM = 32

@@ -1,7 +1,7 @@
 """AoP-SAM (Chen et al., "AoP-SAM: Automation of Prompts for Efficient Segmentation", AAAI 2025).
 
 * :mod:`agents.aop.frame`: a backend's embedding resampled onto the image frame (shared with SAPNet);
-* :mod:`agents.aop.scenes`: images with all their instance masks (training and automatic evaluation);
+* :mod:`agents.aop.train_command`: ``sam-gym train-aop``;
 * :mod:`agents.aop.predictor`: the Prompt Predictor (confidence map), its targets, training, save/load;
 * :mod:`agents.aop.sampling`: Adaptive Sampling and Filtering (local maxima, Prompt Elimination Map);
 * :mod:`agents.aop_sam`: :class:`~agents.aop_sam.AoPPolicy`, the policy for ``SamPrompt-v0``.
