@@ -41,23 +41,11 @@ def click_action(x: float, y: float, label: int, height: int, width: int) -> np.
 
 
 class ClickerPolicy(PromptPolicy):
-    """RITM click simulator: the centre of the larger error region (oracle, point actions).
-
-    Args:
-        arg: Unused; the registry spec is plain ``clicker``.
-
-    Raises:
-        ValueError: If an ``arg`` is given.
-    """
+    """RITM click simulator: the centre of the larger error region (oracle, point actions)."""
 
     name: ClassVar[str] = "clicker"
     oracle: ClassVar[bool] = True
     env_kwargs: ClassVar[dict[str, Any]] = {"action_mode": "point", "init_prompts": "none"}
-
-    def __init__(self, arg: str | None = None) -> None:
-        super().__init__()
-        if arg is not None:
-            raise ValueError(f"Expected no argument for the 'clicker' policy, got {arg!r}")
 
     def next_click(self) -> tuple[float, float, int]:
         """The simulator's next click ``(x, y, label)`` for the bound env's current mask and prompts."""
@@ -130,7 +118,7 @@ class ClickerTTAPolicy(ClickerPolicy):
         erosion_iterations: int = EROSION_ITERATIONS,
         image_steps: int = IMAGE_STEPS,
     ) -> None:
-        PromptPolicy.__init__(self)
+        super().__init__()
         self.config = tta_config(arg)
         if not isinstance(lr, (int, float)) or not lr > 0:
             raise ValueError(f"Expected lr to be a positive number, got {lr!r}")

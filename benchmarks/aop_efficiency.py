@@ -92,8 +92,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=4, help="images per test set")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    kwargs = {} if args.backend == "classical" else {"checkpoint": args.checkpoint or "auto"}
-    backend = make_backend(args.backend, **kwargs)
+    backend = make_backend(args.backend, checkpoint=args.checkpoint)
     cuda = getattr(getattr(backend, "device", None), "type", "cpu") == "cuda"
     start = time.perf_counter()
     predictor, losses = train_predictor(backend, MultiInstanceScenes(n=args.train_scenes, seed=args.seed).scenes(),

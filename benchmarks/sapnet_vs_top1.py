@@ -65,8 +65,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=10, help="images per real test set")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    backend = make_backend(args.backend, **({} if args.backend == "classical"
-                                            else {"checkpoint": args.checkpoint or "auto"}))
+    backend = make_backend(args.backend, checkpoint=args.checkpoint)
     rows = []
     start = time.perf_counter()
     synth, losses = fit(backend, MultiInstanceScenes(n=args.train_scenes, seed=args.seed).scenes(),

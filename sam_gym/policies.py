@@ -1,43 +1,45 @@
 """Policies by name: ``make_policy("clicker")``, ``make_policy("alignsam:runs/demo")``, ``make_policy("pkg.m:Cls")``.
 
 A spec is ``NAME`` or ``NAME:ARG``. Registered names map to string entry points (imported only when
-used); anything else of the form ``module.path:Attribute`` is imported as a user policy (a class or
-factory called with no argument, or with ``arg=`` when an ``@ARG`` suffix is given:
-``pkg.mod:MyPolicy@path``).
+used, so the policies of ``agents`` are reached by name and ``sam_gym`` never imports them); each
+entry says whether its factory takes ``ARG`` (:attr:`sam_gym.registry.Entry.arg`), and the
+registry passes it only to those that do. Anything else of the form ``module.path:Attribute`` is
+imported as a user policy (a class or factory called with no argument, or with ``arg=`` when an
+``@ARG`` suffix is given: ``pkg.mod:MyPolicy@path``).
 """
 
 from __future__ import annotations
 
-import difflib
-import importlib
 from typing import Any
+
+from sam_gym.registry import Entry, lookup, resolve
 
 __all__ = ["POLICIES", "available_policies", "make_policy"]
 
-#: name -> (entry point "module:factory", description). Factories take ``arg: str | None``.
-POLICIES: dict[str, tuple[str, str]] = {
-    "random": ("agents.simple:RandomPolicy", "uniformly random patch among those not clicked yet"),
-    "grid": ("agents.simple:GridPolicy", "fixed sweep over the patch grid (SAM automatic-mask-generator order)"),
-    "clicker": ("agents.clicker:ClickerPolicy", "standard click simulator: centre of the larger error (oracle)"),
-    "clicker-tta": ("agents.clicker:ClickerTTAPolicy",
-                    "click simulator with test-time adaptation of SAM's decoder (Schön et al. 2024; oracle)"),
-    "aop": ("agents.aop_sam:AoPPolicy", "AoP-SAM prompt predictor + adaptive sampling and filtering (AAAI 2025)"),
-    "sapnet": ("agents.sapnet:SAPNetPolicy", "SAPNet proposal selection from one point per instance (CVPR 2024)"),
-    "alignsam": ("agents.alignsam.policy:AlignSAMPolicy.load", "trained AlignSAM agent: alignsam:RUN_DIR"),
+#: name -> factory; ``arg`` says whether ``NAME:ARG`` is required, optional or refused.
+POLICIES: dict[str, Entry] = {
+    "random": Entry("agents.simple:RandomPolicy", "uniformly random patch among those not clicked yet"),
+    "grid": Entry("agents.simple:GridPolicy",
+                  "fixed sweep over the patch grid (SAM automatic-mask-generator order); grid:N visits an "
+                  "N x N point grid first", arg="optional"),
+    "clicker": Entry("agents.clicker:ClickerPolicy", "standard click simulator: centre of the larger error (oracle)"),
+    "clicker-tta": Entry("agents.clicker:ClickerTTAPolicy",
+                         "click simulator with test-time adaptation of SAM's decoder (Schön et al. 2024; oracle); "
+                         "clicker-tta:CONFIG", arg="optional"),
+    "aop": Entry("agents.aop_sam:AoPPolicy",
+                 "AoP-SAM prompt predictor + adaptive sampling and filtering (AAAI 2025); aop:PREDICTOR_DIR",
+                 arg="optional"),
+    "sapnet": Entry("agents.sapnet:SAPNetPolicy",
+                    "SAPNet proposal selection from one point per instance (CVPR 2024); sapnet:MODEL_DIR",
+                    arg="optional"),
+    "alignsam": Entry("agents.alignsam.policy:AlignSAMPolicy.load", "trained AlignSAM agent: alignsam:RUN_DIR",
+                      arg="required"),
 }
 
 
 def available_policies() -> list[str]:
     """Return the registered policy names."""
     return list(POLICIES)
-
-
-def _resolve(entry: str) -> Any:
-    module_name, _, attr_path = entry.partition(":")
-    obj: Any = importlib.import_module(module_name)
-    for part in attr_path.split("."):
-        obj = getattr(obj, part)
-    return obj
 
 
 def make_policy(spec: str, **kwargs: Any) -> Any:
@@ -48,21 +50,23 @@ def make_policy(spec: str, **kwargs: Any) -> Any:
         **kwargs: Passed to the factory.
 
     Raises:
-        ValueError: Unknown name (with the list and a close match) or a user path that cannot be imported.
+        ValueError: Unknown name (with the list and a close match), an argument that the policy
+            refuses or lacks, or a user path that cannot be imported.
     """
     if not isinstance(spec, str) or not spec:
         raise ValueError(f"Expected a policy spec such as 'random' or 'alignsam:DIR', got {spec!r}")
     name, _, arg = spec.partition(":")
-    if name in POLICIES:
-        factory = _resolve(POLICIES[name][0])
-        return factory(arg or None, **kwargs) if arg else factory(**kwargs)
     if "." in name and arg:
         attr, _, user_arg = arg.partition("@")
         try:
-            factory = _resolve(f"{name}:{attr}")
+            factory = resolve(f"{name}:{attr}")
         except (ImportError, AttributeError) as exc:
             raise ValueError(f"Could not import the user policy {spec!r}: {exc}") from exc
         return factory(user_arg, **kwargs) if user_arg else factory(**kwargs)
-    close = difflib.get_close_matches(name, list(POLICIES), n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    raise ValueError(f"Expected a policy among {available_policies()} or 'module.path:Class', got {spec!r}.{hint}")
+    entry = lookup(POLICIES, name, kind="policy", also=" or 'module.path:Class'")
+    if arg and entry.arg == "none":
+        raise ValueError(f"Expected no argument for the {name!r} policy, got {spec!r}")
+    if not arg and entry.arg == "required":
+        raise ValueError(f"Expected an argument for the {name!r} policy ({entry.help}), got {spec!r}")
+    factory = entry.resolve()
+    return factory(arg, **kwargs) if arg else factory(**kwargs)

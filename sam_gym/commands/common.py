@@ -1,4 +1,8 @@
-"""Arguments shared by several sub-commands (dataset, backend, checkpoint, device)."""
+"""Arguments shared by the ``sam-gym`` commands (dataset, backend, checkpoint, device).
+
+Public: the training commands of ``agents`` and the scripts of ``benchmarks/`` build their
+arguments with these helpers too, so every command spells ``--backend`` and ``--dataset`` alike.
+"""
 
 from __future__ import annotations
 
@@ -20,8 +24,10 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, default: str | None =
 
 def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``--backend``, ``--checkpoint``, ``--device`` and ``--half``."""
+    from sam_gym.backends import available_backends
+
     parser.add_argument("--backend", default="classical",
-                        help="classical | sam_vit_h | sam_vit_l | sam_vit_b | mobilesam_vit_t (default: %(default)s)")
+                        help=f"{' | '.join(available_backends())} (default: %(default)s)")
     parser.add_argument("--checkpoint", default=None,
                         help="SAM weights: a path, 'auto' (download on first use) or 'random' (tests only)")
     parser.add_argument("--device", default=None, help="torch device for SAM backends (default: cuda if available)")
@@ -29,15 +35,10 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def backend_from_args(args: argparse.Namespace) -> Any:
-    """Build the backend named by the parsed arguments."""
+    """Build the backend named by the parsed arguments (a weight-free one refuses ``--checkpoint`` etc.)."""
     from sam_gym.backends import make_backend
 
-    kwargs: dict[str, Any] = {}
-    if args.backend not in ("classical",):
-        kwargs = {"checkpoint": args.checkpoint or "auto", "device": args.device, "half": args.half}
-    elif args.checkpoint or args.half or args.device:
-        raise ValueError("Expected no --checkpoint/--device/--half with --backend classical (it has no weights)")
-    return make_backend(args.backend, **kwargs)
+    return make_backend(args.backend, checkpoint=args.checkpoint, device=args.device, half=args.half)
 
 
 def dataset_from_args(args: argparse.Namespace) -> Any:
