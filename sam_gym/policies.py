@@ -23,7 +23,7 @@ POLICIES: dict[str, Entry] = {
                   "fixed sweep over the patch grid (SAM automatic-mask-generator order); grid:N visits an "
                   "N x N point grid first", arg="optional"),
     "clicker": Entry("agents.clicker:ClickerPolicy", "standard click simulator: centre of the larger error (oracle)"),
-    "clicker-tta": Entry("agents.clicker:ClickerTTAPolicy",
+    "clicker-tta": Entry("agents.tta:ClickerTTAPolicy",
                          "click simulator with test-time adaptation of SAM's decoder (Schön et al. 2024; oracle); "
                          "clicker-tta:CONFIG", arg="optional"),
     "aop": Entry("agents.aop_sam:AoPPolicy",

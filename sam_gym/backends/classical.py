@@ -51,6 +51,7 @@ al., "Deep Interactive Object Selection", CVPR 2016): graph cut 11.10 / 14.33, r
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
@@ -285,12 +286,7 @@ class ClassicalBackend(PromptableSegmenter):
         probs = [cv2.GaussianBlur(m.astype(np.float32), (0, 0), 0.7) for m in masks]
         scores = np.array([_boundary_score(m, edges) for m in masks], dtype=np.float32)
         low = np.stack([_logit(_resize(p, (_LOW_RES, _LOW_RES))) for p in probs])
-        big_h, big_w = embedding.image_size
-
-        def full_mask(k: int) -> np.ndarray:
-            return cv2.resize(probs[k], (big_w, big_h), interpolation=cv2.INTER_LINEAR) > 0.5
-
-        return Prediction(scores=scores, low_res_logits=low, full_mask=full_mask)
+        return Prediction(scores=scores, low_res_logits=low, full_mask=_FullMask(probs, embedding.image_size))
 
     def _prior(self, mask_input: Any | None, hw: tuple[int, ...]) -> np.ndarray | None:
         """Return the previous mask's foreground probability at the working resolution, or None."""
@@ -419,6 +415,18 @@ class ClassicalBackend(PromptableSegmenter):
             pooled = np.stack([cv2.resize(ch, (cols, rows), interpolation=cv2.INTER_AREA) for ch in state], axis=-1)
             state = pooled.reshape(rows, cols, -1).transpose(2, 0, 1)
         return np.ascontiguousarray(state, dtype=np.float32), mask
+
+
+@dataclass(frozen=True)
+class _FullMask:
+    """Proposal ``k``'s ``(H, W)`` mask: its working-resolution probability upsampled, ``> 0.5`` (picklable)."""
+
+    probs: list[np.ndarray]
+    image_size: tuple[int, int]
+
+    def __call__(self, k: int) -> np.ndarray:
+        big_h, big_w = self.image_size
+        return cv2.resize(self.probs[k], (big_w, big_h), interpolation=cv2.INTER_LINEAR) > 0.5
 
 
 def _disks(hw: tuple[int, int], rows: np.ndarray, cols: np.ndarray, radius: int) -> np.ndarray:
