@@ -1,11 +1,7 @@
-"""Prompting policies for ``SamPrompt-v0``: the learned AlignSAM agent and the heuristic baselines.
+"""Prompting policies for ``SamPrompt-v0`` and their trainers: the learned AlignSAM agent and the baselines.
 
-Every policy implements Stable-Baselines3's ``predict()`` signature (see :mod:`agents.base`), so
-that evaluation scores learned and heuristic policies with the same code.
+Every policy implements Stable-Baselines3's ``predict()`` signature through
+:class:`sam_gym.policy.PromptPolicy`, so that evaluation scores learned and heuristic policies with
+the same code. ``agents`` depends on ``sam_gym``, never the reverse: the library reaches these
+policies and training commands only by name (:mod:`sam_gym.policies`, :mod:`sam_gym.cli`).
 """
-
-from __future__ import annotations
-
-from agents.base import PromptPolicy
-
-__all__ = ["PromptPolicy"]

@@ -30,7 +30,7 @@ import numpy as np
 
 from agents.aop.predictor import PromptPredictor, load_predictor
 from agents.aop.sampling import ASFConfig, AutoResult, generate_masks
-from agents.base import PromptPolicy
+from sam_gym.policy import PromptPolicy
 
 __all__ = ["DEFAULT_PREDICTOR_DIR", "AoPPolicy"]
 

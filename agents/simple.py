@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from agents.base import PromptPolicy
+from sam_gym.policy import PromptPolicy
 
 __all__ = ["GridPolicy", "RandomPolicy", "sweep_order"]
 
@@ -30,25 +30,14 @@ def _unclicked(observation: dict[str, np.ndarray]) -> np.ndarray:
 class RandomPolicy(PromptPolicy):
     """Click a uniformly random patch among those not clicked yet.
 
-    The draw uses the env's ``np_random`` (through :meth:`~agents.base.PromptPolicy.view`), so an
+    The draw uses the env's ``np_random`` (through :meth:`~sam_gym.policy.PromptPolicy.view`), so an
     episode is reproducible from the ``reset`` seed alone. ``deterministic`` is ignored: the policy
     has no greedy mode (a fixed order is :class:`GridPolicy`).
-
-    Args:
-        arg: Unused; the registry spec is plain ``random``.
-
-    Raises:
-        ValueError: If an ``arg`` is given.
     """
 
     name: ClassVar[str] = "random"
     oracle: ClassVar[bool] = False
     env_kwargs: ClassVar[dict[str, Any]] = {"action_mode": "patch"}
-
-    def __init__(self, arg: str | None = None) -> None:
-        super().__init__()
-        if arg is not None:
-            raise ValueError(f"Expected no argument for the 'random' policy, got {arg!r}")
 
     def act(self, observation: dict[str, np.ndarray], deterministic: bool) -> int:
         """Return a patch index drawn uniformly among the unclicked patches."""

@@ -37,9 +37,9 @@ import numpy as np
 
 from agents.aop.predictor import train_predictor
 from agents.aop.sampling import ASFConfig, generate_masks
-from agents.aop.scenes import MultiInstanceScenes, Scene, group_scenes
 from sam_gym.backends import make_backend
 from sam_gym.data import make_dataset, shared_data_dir
+from sam_gym.data.scenes import MultiInstanceScenes, Scene, group_scenes
 from sam_gym.metrics import greedy_iou_matching
 from sam_gym.reporting import markdown_table
 
@@ -93,8 +93,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=4, help="images per test set")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    kwargs = {} if args.backend == "classical" else {"checkpoint": args.checkpoint or "auto"}
-    backend = make_backend(args.backend, **kwargs)
+    backend = make_backend(args.backend, checkpoint=args.checkpoint)
     cuda = getattr(getattr(backend, "device", None), "type", "cpu") == "cuda"
     start = time.perf_counter()
     predictor, losses = train_predictor(backend, MultiInstanceScenes(n=args.train_scenes, seed=args.seed).scenes(),

@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from sam_gym.backends.classical import ClassicalBackend
+from sam_gym.backends.classical import ClassicalBackend, ClassicalConfig
 from sam_gym.clicker import simulate_clicks
 from sam_gym.data import SyntheticShapes
 from sam_gym.metrics import iou
@@ -163,7 +163,7 @@ def main() -> None:
     parser.add_argument("--speed-repeats", type=int, default=1, help="decode-speed measurements (median kept)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="ClassicalBackend kwargs")
     args = parser.parse_args()
-    kwargs = {k: type(getattr(ClassicalBackend(), k))(v) for k, v in (s.split("=", 1) for s in args.set)}
+    kwargs = {k: type(getattr(ClassicalConfig(), k))(v) for k, v in (s.split("=", 1) for s in args.set)}
     folders = [] if args.synthetic and not args.dataset else args.dataset or [DATA / "GrabCut", DATA / "Berkeley"]
     backend = ClassicalBackend(**kwargs)
     print(f"backend: {backend.model_id} ({backend.description})")

@@ -29,10 +29,10 @@ import time
 import numpy as np
 
 from agents.aop.predictor import object_points
-from agents.aop.scenes import MultiInstanceScenes, Scene, group_scenes
 from agents.sapnet import SAPNet, fit
 from sam_gym.backends import make_backend
 from sam_gym.data import make_dataset, shared_data_dir
+from sam_gym.data.scenes import MultiInstanceScenes, Scene, group_scenes
 from sam_gym.metrics import iou
 from sam_gym.reporting import markdown_table
 
@@ -66,8 +66,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=10, help="images per real test set")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    backend = make_backend(args.backend, **({} if args.backend == "classical"
-                                            else {"checkpoint": args.checkpoint or "auto"}))
+    backend = make_backend(args.backend, checkpoint=args.checkpoint)
     rows = []
     start = time.perf_counter()
     synth, losses = fit(backend, MultiInstanceScenes(n=args.train_scenes, seed=args.seed).scenes(),

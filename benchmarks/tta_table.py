@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from agents.clicker import ClickerPolicy, ClickerTTAPolicy
-from agents.tta import CONFIGS, DEFAULT_LR
+from agents.clicker import ClickerPolicy
+from agents.tta import CONFIGS, DEFAULT_LR, ClickerTTAPolicy
 from sam_gym.cache import EmbeddingCache
 from sam_gym.clicker import simulate_clicks
 from sam_gym.commands.common import add_backend_arguments, add_dataset_arguments, backend_from_args, dataset_from_args

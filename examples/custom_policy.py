@@ -5,7 +5,7 @@ Usage::
     python examples/custom_policy.py           # 16 synthetic images, 8 clicks
     python examples/custom_policy.py --tiny    # seconds (used by the tests)
 
-A policy subclasses :class:`agents.base.PromptPolicy` and implements ``act(observation,
+A policy subclasses :class:`sam_gym.policy.PromptPolicy` and implements ``act(observation,
 deterministic)``; SB3's ``predict`` signature comes with it, so :func:`sam_gym.evaluation.run_episodes`
 scores it exactly like a trained agent. ``env_kwargs`` declares the env options it needs;
 ``oracle = True`` would mark it in every table as reading the ground truth (this one does not).
@@ -27,12 +27,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from agents.base import PromptPolicy
-from agents.registry import make_policy
 from sam_gym.backends import make_backend
 from sam_gym.cache import EmbeddingCache
 from sam_gym.data import SyntheticShapes
 from sam_gym.evaluation import compare_policies
+from sam_gym.policies import make_policy
+from sam_gym.policy import PromptPolicy
 from sam_gym.reporting import build_results, results_markdown
 
 

@@ -25,11 +25,11 @@ from pathlib import Path
 
 import cv2
 
-from agents.registry import make_policy
 from sam_gym.backends import make_backend
 from sam_gym.cache import EmbeddingCache
 from sam_gym.data import FolderDataset, SyntheticShapes
 from sam_gym.evaluation import compare_policies
+from sam_gym.policies import make_policy
 from sam_gym.reporting import build_results, plot_iou_vs_clicks, results_markdown, write_results
 
 

@@ -22,12 +22,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from agents.registry import make_policy
 from sam_gym.backends import make_backend
 from sam_gym.cache import EmbeddingCache
 from sam_gym.data import make_dataset
 from sam_gym.data.subset import Subset
 from sam_gym.evaluation import compare_policies
+from sam_gym.policies import make_policy
 from sam_gym.reporting import build_results, results_markdown
 
 

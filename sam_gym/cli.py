@@ -1,29 +1,32 @@
-"""The ``sam-gym`` command line: one sub-command per module of :mod:`sam_gym.commands`.
+"""The ``sam-gym`` command line: one sub-command per module named in :data:`COMMANDS`.
 
 Each command module defines ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``.
-Errors a user can fix (bad path, unknown name, missing weights) are printed as one line, without a
-traceback, and exit with status 2.
+The library's commands live in :mod:`sam_gym.commands`; the training commands live beside their
+trainers in ``agents`` and are named here by module string only (``sam_gym`` never imports
+``agents``; the module is imported when the parser is built). Errors a user can fix (bad path,
+unknown name, missing weights) are printed as one line, without a traceback, and exit with status 2.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 from collections.abc import Sequence
 
+from sam_gym.registry import Entry, lookup
+
 __all__ = ["COMMANDS", "main"]
 
-#: command name -> module implementing it
-COMMANDS: dict[str, str] = {
-    "cache": "sam_gym.commands.cache",
-    "bench": "sam_gym.commands.bench",
-    "eval": "sam_gym.commands.eval",
-    "demo": "sam_gym.commands.demo",
-    "train-aop": "sam_gym.commands.train_aop",
-    "train-sapnet": "sam_gym.commands.train_sapnet",
-    "train": "sam_gym.commands.train",
+#: command name -> the module implementing it
+COMMANDS: dict[str, Entry] = {
+    "cache": Entry("sam_gym.commands.cache"),
+    "bench": Entry("sam_gym.commands.bench"),
+    "eval": Entry("sam_gym.commands.eval"),
+    "demo": Entry("agents.demo_command"),
+    "train-aop": Entry("agents.aop.train_command"),
+    "train-sapnet": Entry("agents.sapnet.train_command"),
+    "train": Entry("agents.alignsam.train_command"),
 }
 
 
@@ -35,8 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"sam-gym {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, module_name in COMMANDS.items():
-        module = importlib.import_module(module_name)
+    for name, entry in COMMANDS.items():
+        module = entry.resolve()
         cmd = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(cmd)
         cmd.set_defaults(_run=module.run)
@@ -45,7 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``sam-gym`` command line and return its exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if command is not None:
+        try:
+            lookup(COMMANDS, command, kind="command")
+        except ValueError as exc:
+            parser.error(f"invalid choice: {exc}")
     args = parser.parse_args(argv)
     level = logging.DEBUG if args.verbose else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")

@@ -2,7 +2,7 @@
 
 The single code path that scores every policy, learned or heuristic: anything with SB3's
 ``predict(observation, state, episode_start, deterministic)`` (an SB3 model, a
-:class:`agents.base.PromptPolicy`) runs through :func:`run_episodes` on the same episodes (dataset
+:class:`sam_gym.policy.PromptPolicy`) runs through :func:`run_episodes` on the same episodes (dataset
 indices and seeds), and its :class:`EpisodeRecord` list is what metrics and reports are built from.
 :func:`compare_policies` runs several policies that way with one shared backend and cache, and
 measures each one's peak memory (:class:`PeakMemory`); :mod:`sam_gym.reporting` writes the results.

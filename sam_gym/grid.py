@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["PatchGrid"]
+__all__ = ["PatchGrid", "cell_of_point"]
 
 
 @dataclass(frozen=True)
@@ -62,9 +62,8 @@ class PatchGrid:
 
     def point_to_cell(self, x: float, y: float) -> int:
         """Return the index of the patch that contains the ``(x, y)`` point."""
-        col = min(int(np.floor(x * self.cols / self.width)), self.cols - 1)
-        row = min(int(np.floor(y * self.rows / self.height)), self.rows - 1)
-        return max(row, 0) * self.cols + max(col, 0)
+        row, col = cell_of_point(x, y, self.rows, self.cols, self.height, self.width)
+        return row * self.cols + col
 
     def points_to_row_col(self, points: ArrayLike) -> NDArray[np.int64]:
         """Return the ``(row, col)`` patch of each ``(x, y)`` point: the vectorised :meth:`point_to_cell`.
@@ -106,3 +105,14 @@ class PatchGrid:
     def centers(self) -> np.ndarray:
         """Return all patch centres as an ``(n_cells, 2)`` float array of ``(x, y)`` points."""
         return np.array([self.cell_to_point(a) for a in range(self.n_cells)], dtype=np.float32)
+
+
+def cell_of_point(x: float, y: float, rows: int, cols: int, height: int, width: int) -> tuple[int, int]:
+    """Return the ``(row, col)`` cell of a ``rows x cols`` grid over an ``H x W`` image holding point ``(x, y)``.
+
+    ``(floor(y * rows / H), floor(x * cols / W))``, clamped to the grid. Unlike :class:`PatchGrid`
+    the grid may be finer than the image (e.g. a ``64 x 64`` feature map over a small image).
+    """
+    row = min(max(int(np.floor(y * rows / height)), 0), rows - 1)
+    col = min(max(int(np.floor(x * cols / width)), 0), cols - 1)
+    return row, col

@@ -228,8 +228,8 @@ def test_training_writes_a_loadable_run(run_dir: Path) -> None:
 
 
 def test_policy_runs_through_run_episodes(run_dir: Path) -> None:
-    from agents.registry import make_policy
     from sam_gym.evaluation import run_episodes
+    from sam_gym.policies import make_policy
 
     policy = make_policy(f"alignsam:{run_dir}")
     kwargs = policy.env_kwargs
@@ -306,7 +306,7 @@ def test_resume_continues_and_rejects_changed_settings(run_dir: Path, tmp_path: 
 
 def test_bad_run_dir_gives_clear_errors(tmp_path: Path, run_dir: Path) -> None:
     from agents.alignsam.policy import AlignSAMPolicy
-    from agents.registry import make_policy
+    from sam_gym.policies import make_policy
 
     with pytest.raises(ValueError, match="no such folder"):
         make_policy(f"alignsam:{tmp_path / 'missing'}")

@@ -20,12 +20,12 @@ from agents.aop.predictor import (  # noqa: E402
     train_predictor,
 )
 from agents.aop.sampling import ASFConfig, PromptEliminator, generate_masks, sample_prompts  # noqa: E402
-from agents.aop.scenes import MultiInstanceScenes, coco_mval_key, group_scenes  # noqa: E402
 from agents.aop_sam import AoPPolicy  # noqa: E402
-from agents.registry import make_policy  # noqa: E402
 from sam_gym.backends import make_backend  # noqa: E402
+from sam_gym.data.scenes import MultiInstanceScenes, coco_mval_key, group_scenes  # noqa: E402
 from sam_gym.envs import SamPromptEnv  # noqa: E402
 from sam_gym.evaluation import run_episodes  # noqa: E402
+from sam_gym.policies import make_policy  # noqa: E402
 
 TINY = {"image_side": 32, "map_size": 16, "width": 8}
 

@@ -135,3 +135,25 @@ def test_grabcut_five_images(grabcut: Path) -> None:
         ious = simulate_clicks(ClassicalBackend(), image, raw == 255, raw == 128, max_clicks=10)
         ious_at_10.append(max(ious))
     assert np.mean(ious_at_10) > 0.85
+
+
+def test_model_id_is_derived_from_every_setting_of_the_config() -> None:
+    from dataclasses import field, fields, make_dataclass, replace
+
+    from sam_gym.backends.classical import ClassicalConfig
+
+    default = ClassicalConfig()
+    # The published cache key of the defaults (cache entries written before the config object stay valid).
+    published = "classical-v3-ws256-b16-s3-c1-p0.25-r2-star1-m0.5-g3-1-3-f5"
+    assert ClassicalBackend().model_id == default.model_id == published
+    changed = {"work_size": 128, "bins": 8, "star": False, "context_mix": 0.25}
+    for f in fields(ClassicalConfig):
+        other = replace(default, **{f.name: changed.get(f.name, getattr(default, f.name) + 0.5)})
+        assert other.model_id != default.model_id, f.name
+    assert ClassicalBackend(ClassicalConfig(work_size=128), geo_weight=0.0).model_id == ClassicalBackend(
+        work_size=128.0, geo_weight=0).model_id
+    with pytest.raises(AttributeError):
+        default.bins = 8  # type: ignore[misc]
+    extended = make_dataclass("Extended", [("new_setting", float, field(default=0.5))], bases=(ClassicalConfig,),
+                              frozen=True)
+    assert extended().model_id == default.model_id + "-new_setting=0.5"

@@ -43,7 +43,7 @@ def test_missing_required_argument_exits_2(capsys) -> None:
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["eval", "--policy", "no-such-policy", "--dataset", "synthetic-shapes"], "Expected a policy among"),
+    (["eval", "--policy", "no-such-policy", "--dataset", "synthetic-shapes"], "Expected policy to be one of"),
     (["eval", "--policy", "random", "--dataset", "missing/dataset/dir"], "missing/dataset/dir"),
     (["eval", "--policy", "not_a_module.x:Policy", "--dataset", "synthetic-shapes"], "Could not import"),
 ])

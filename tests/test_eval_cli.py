@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from agents.base import PromptPolicy
+from sam_gym.policy import PromptPolicy
 
 
 class MostForeground(PromptPolicy):

@@ -33,12 +33,8 @@ from sam_gym.backends import available_backends, make_backend
 from sam_gym.cache import EmbeddingCache
 from sam_gym.data import make_dataset
 from sam_gym.evaluation import compare_policies
+from sam_gym.policies import available_policies, make_policy
 from sam_gym.reporting import build_results, results_markdown
-
-try:  # the policy table moves from agents/ to sam_gym/ (issue 11); either location is fine here
-    from sam_gym.policies import available_policies, make_policy  # type: ignore[import-not-found]
-except ImportError:
-    from agents.registry import available_policies, make_policy
 
 #: Small episodes: a 4-image dataset, a few steps.
 ENV_KWARGS: dict[str, Any] = {"dataset_kwargs": {"n": 4}}
@@ -77,14 +73,6 @@ TRAINED_POLICIES: dict[str, str] = {
 }
 #: Policies that need a SAM backend (they adapt SAM's decoder): evaluated on the tiny random SAM.
 SAM_POLICIES: frozenset[str] = frozenset({"clicker-tta"})
-
-PICKLE_XFAIL = pytest.mark.xfail(
-    raises=(AttributeError, pickle.PicklingError),
-    strict=False,
-    reason="the backends' Prediction holds a local full_mask closure (classical.py decode, sam.py _prediction), "
-           "which pickle cannot serialise; fixed on the arch branch (issue 11)",
-)
-
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -192,7 +180,6 @@ def test_seeded_rollouts_are_identical(env_id: str) -> None:
     _check_determinism(_make(env_id))
 
 
-@PICKLE_XFAIL
 @pytest.mark.parametrize("env_id", ENV_IDS)
 def test_pickle_round_trip_after_step_continues_identically(env_id: str) -> None:
     env = _make(env_id)()
@@ -226,7 +213,6 @@ def test_sam_backend_class_passes_the_env_checks(env_id: str, tiny_sam: Any) -> 
     _check_determinism(_make(env_id, backend=tiny_sam))
 
 
-@PICKLE_XFAIL
 def test_sam_backend_env_pickle_round_trip_after_step(tiny_sam: Any) -> None:
     env = _make("SamPrompt-v0", backend=tiny_sam)()
     actions = _actions(env, 11, 8)
@@ -271,12 +257,8 @@ def test_every_policy_evaluates_reproducibly(name: str, request: pytest.FixtureR
 
 @pytest.mark.parametrize("name", sorted(TRAINED_POLICIES))
 def test_trained_policies_say_how_to_get_their_files(
-    name: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+    name: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if name == "alignsam":
-        request.applymarker(pytest.mark.xfail(
-            strict=False, reason="make_policy('alignsam') without a run folder raises a TypeError "
-                                 "(AlignSAMPolicy.load() missing run_dir), not a ValueError"))
     monkeypatch.chdir(tmp_path)  # no runs/ folder here
     for variable in ("SAM_GYM_AOP", "SAM_GYM_SAPNET"):
         monkeypatch.delenv(variable, raising=False)

@@ -10,8 +10,6 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("torchvision")
 
-from agents.aop.scenes import MultiInstanceScenes  # noqa: E402
-from agents.registry import make_policy  # noqa: E402
 from agents.sapnet import (  # noqa: E402
     SAPHead,
     SAPNetPolicy,
@@ -24,8 +22,10 @@ from agents.sapnet import (  # noqa: E402
     save_sapnet,
 )
 from sam_gym.backends import make_backend  # noqa: E402
+from sam_gym.data.scenes import MultiInstanceScenes  # noqa: E402
 from sam_gym.envs import SamPromptEnv  # noqa: E402
 from sam_gym.evaluation import run_episodes  # noqa: E402
+from sam_gym.policies import make_policy  # noqa: E402
 from tests.test_aop import tiny_sam_backend  # noqa: E402
 
 

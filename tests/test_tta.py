@@ -1,4 +1,4 @@
-"""Tests of test-time adaptation of SAM's mask decoder (agents/tta.py, agents/clicker.py: ClickerTTAPolicy).
+"""Tests of test-time adaptation of SAM's mask decoder (agents/tta.py: DecoderAdapter, ClickerTTAPolicy).
 
 Offline and fast: a tiny but real ``Sam`` (segment-anything classes, 128-pixel input, 32 channels,
 random weights) stands in for ViT-B. Points are ``(x, y)`` image pixels; masks ``(H, W)`` ``[row, col]``.
@@ -16,14 +16,14 @@ from segment_anything.modeling import (  # noqa: E402
     Sam,
 )
 
-from agents.clicker import ClickerPolicy, ClickerTTAPolicy  # noqa: E402
-from agents.registry import make_policy  # noqa: E402
-from agents.tta import CONFIGS, DecoderAdapter, erode_cross, pseudo_label  # noqa: E402
+from agents.clicker import ClickerPolicy  # noqa: E402
+from agents.tta import CONFIGS, ClickerTTAPolicy, DecoderAdapter, erode_cross, pseudo_label  # noqa: E402
 from sam_gym.backends.sam import SamBackend  # noqa: E402
 from sam_gym.cache import EmbeddingCache  # noqa: E402
 from sam_gym.data import Sample, SyntheticShapes  # noqa: E402
 from sam_gym.envs import SamPromptEnv  # noqa: E402
 from sam_gym.evaluation import run_episodes  # noqa: E402
+from sam_gym.policies import make_policy  # noqa: E402
 from sam_gym.testing import tiny_sam  # noqa: E402
 
 DIM = 32

@@ -244,8 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     held_out = list(range(args.n_train, len(dataset)))[: args.max_eval]
     if not held_out:
         raise ValueError(f"Expected held-out samples after the first {args.n_train}, got a dataset of {len(dataset)}")
-    backend_kwargs = {} if args.backend == "classical" else {"checkpoint": args.checkpoint or "auto"}
-    cache = EmbeddingCache(make_backend(args.backend, **backend_kwargs), max_items=max(64, len(held_out)))
+    cache = EmbeddingCache(make_backend(args.backend, checkpoint=args.checkpoint), max_items=max(64, len(held_out)))
     per_seed: dict[int, dict[str, dict[str, float]]] = {}
     timings: dict[int, dict[str, float]] = {}
     for seed in args.seeds:

@@ -1,4 +1,4 @@
-"""The trained AlignSAM agent as a :class:`~agents.base.PromptPolicy` (``make_policy("alignsam:RUN_DIR")``).
+"""The trained AlignSAM agent as a :class:`~sam_gym.policy.PromptPolicy` (``make_policy("alignsam:RUN_DIR")``).
 
 The agent picks a patch (``action_mode="patch"``); its Semantic Recalibration Module gives each
 click's label and the two initial prompts, plugged into the env through ``label_mode`` and
@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from agents.base import PromptPolicy
 from agents.simple import RandomPolicy
+from sam_gym.policy import PromptPolicy
 
 __all__ = ["AlignSAMPolicy", "SRMRandomPolicy"]
 

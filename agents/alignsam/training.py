@@ -56,7 +56,7 @@ def make_train_env(config: TrainConfig) -> tuple[Any, Any, Any]:
     from stable_baselines3.common.monitor import Monitor
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    from sam_gym.backends import make_backend
+    from sam_gym.backends import backend_entry, make_backend
     from sam_gym.cache import EmbeddingCache
     from sam_gym.data import make_dataset
     from sam_gym.data.subset import split
@@ -64,14 +64,8 @@ def make_train_env(config: TrainConfig) -> tuple[Any, Any, Any]:
 
     dataset = make_dataset(config.dataset, **config.dataset_kwargs)
     train_set, _ = split(dataset, config.n_train)
-    kwargs: dict[str, Any] = {}
-    if config.backend != "classical":
-        kwargs["checkpoint"] = config.checkpoint or "auto"
-        kwargs["device"] = resolve_device(config.device)
-    elif config.checkpoint is not None:
-        raise ValueError(f"Expected no checkpoint with the classical backend (it has no weights), "
-                         f"got {config.checkpoint!r}")
-    backend = make_backend(config.backend, **kwargs)
+    device = resolve_device(config.device) if backend_entry(config.backend).checkpoint else None
+    backend = make_backend(config.backend, checkpoint=config.checkpoint, device=device)
     cache = EmbeddingCache(backend, max_items=max(64, config.n_train))
 
     def factory() -> Any:

@@ -1,17 +1,17 @@
 """A backend's image embedding resampled onto the image frame.
 
 SAM's ``(C, 64, 64)`` embedding covers the *padded square* of its encoder input: the resized image
-occupies the top-left ``input_size`` corner (``Embedding.extras["input_size"]``, rows and columns of
-``img_size``), the rest is padding. The classical backend's ``(C, 64, 64)`` map is stretched over the
-image. :func:`frame_features` returns, for both, a ``(C, side, side)`` map whose cell ``(i, j)``
-covers the image rows ``[i H / side, (i + 1) H / side)`` and columns ``[j W / side, (j + 1) W / side)``
-(masks ``(H, W)`` indexed ``[row, col]``; a point ``(x, y)`` falls in cell
-``(floor(y side / H), floor(x side / W))``).
+occupies the top-left ``input_size`` corner, the rest is padding; the backend says which part of a
+map covers the image (:meth:`~sam_gym.backends.base.PromptableSegmenter.image_region`). The
+classical backend's ``(C, 64, 64)`` map is stretched over the image. :func:`frame_features`
+returns, for both, a ``(C, side, side)`` map whose cell ``(i, j)`` covers the image rows
+``[i H / side, (i + 1) H / side)`` and columns ``[j W / side, (j + 1) W / side)`` (masks ``(H, W)``
+indexed ``[row, col]``; a point ``(x, y)`` falls in cell ``(floor(y side / H), floor(x side / W))``,
+:func:`sam_gym.grid.cell_of_point`).
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -20,20 +20,10 @@ import torch.nn.functional as F
 
 from sam_gym.backends.base import Embedding, PromptableSegmenter
 
-__all__ = ["FRAME_SIDE", "frame_features", "point_cell"]
+__all__ = ["FRAME_SIDE", "frame_features"]
 
 #: Default side of the image-frame feature map.
 FRAME_SIDE = 64
-
-
-def _valid_region(backend: PromptableSegmenter, embedding: Embedding, h: int, w: int) -> tuple[int, int]:
-    """Rows and columns of the embedding that cover the image (all of them for non-padded backends)."""
-    img_size = getattr(backend, "img_size", None)
-    input_size = embedding.extras.get("input_size") if embedding.extras else None
-    if img_size is None or input_size is None:
-        return h, w
-    in_h, in_w = (int(v) for v in np.asarray(input_size).reshape(-1)[:2])
-    return min(h, max(1, math.ceil(in_h * h / img_size))), min(w, max(1, math.ceil(in_w * w / img_size)))
 
 
 def frame_features(backend: PromptableSegmenter, embedding: Embedding, side: int = FRAME_SIDE) -> torch.Tensor:
@@ -56,13 +46,6 @@ def frame_features(backend: PromptableSegmenter, embedding: Embedding, side: int
         raise ValueError(f"Expected embedding features of shape {tuple(backend.embedding_shape)} "
                          f"(backend {backend.name}), got {tuple(t.shape)}")
     _, h, w = t.shape
-    vh, vw = _valid_region(backend, embedding, h, w)
+    vh, vw = backend.image_region(embedding, (h, w))
     valid = t[:, :vh, :vw][None]
     return F.interpolate(valid, size=(side, side), mode="bilinear", align_corners=False)[0].contiguous()
-
-
-def point_cell(x: float, y: float, image_size: tuple[int, int], side: int) -> tuple[int, int]:
-    """Cell ``(row, col)`` of a ``side x side`` frame map holding point ``(x, y)`` of an ``(H, W)`` image."""
-    height, width = image_size
-    return (min(side - 1, max(0, int(math.floor(y * side / height)))),
-            min(side - 1, max(0, int(math.floor(x * side / width)))))

@@ -33,9 +33,9 @@ from scipy.ndimage import gaussian_filter, uniform_filter
 from torch import nn
 
 from agents.aop.frame import FRAME_SIDE, frame_features
-from agents.aop.scenes import Scene
 from sam_gym.atomic import atomic_write, atomic_write_bytes, load_torch_checkpoint
 from sam_gym.backends.base import Embedding, PromptableSegmenter
+from sam_gym.data.scenes import Scene
 
 __all__ = [
     "PREDICTOR_FILE",

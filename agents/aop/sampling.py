@@ -28,8 +28,9 @@ import cv2
 import numpy as np
 from scipy.ndimage import gaussian_filter, maximum_filter
 
-from agents.aop.frame import frame_features, point_cell
+from agents.aop.frame import frame_features
 from sam_gym.backends.base import Embedding, PromptableSegmenter
+from sam_gym.grid import cell_of_point
 
 __all__ = ["ASFConfig", "AutoResult", "PromptEliminator", "generate_masks", "sample_prompts"]
 
@@ -142,7 +143,8 @@ class PromptEliminator:
         """Whether the candidate at image ``(x, y)`` is explained by a registered mask."""
         if not self._maps:
             return False
-        r, c = point_cell(x, y, self.image_size, self._maps[0].shape[0])
+        side = self._maps[0].shape[0]
+        r, c = cell_of_point(x, y, side, side, *self.image_size)
         return any(e[r, c] > t for e, t in zip(self._maps, self._thresholds, strict=True))
 
 

@@ -10,10 +10,10 @@ import cv2
 import numpy as np
 
 from agents.aop.predictor import object_points
-from agents.base import PromptPolicy
 from agents.sapnet.model import SAPNet
 from agents.sapnet.train import load_sapnet
 from sam_gym.metrics import iou
+from sam_gym.policy import PromptPolicy
 
 __all__ = ["DEFAULT_SAPNET_DIR", "SAPNetPolicy"]
 

@@ -13,10 +13,10 @@ import torch
 
 from agents.aop.frame import FRAME_SIDE, frame_features
 from agents.aop.predictor import object_points
-from agents.aop.scenes import Scene
 from agents.sapnet.model import BACKGROUND, SAPNet, SAPNetConfig, mil_loss, proposal_bag, proposal_scores
 from sam_gym.atomic import atomic_write, atomic_write_bytes, load_torch_checkpoint
 from sam_gym.backends.base import Embedding, PromptableSegmenter
+from sam_gym.data.scenes import Scene
 
 __all__ = ["SAPNET_FILE", "fit", "load_sapnet", "save_sapnet"]
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Embedding", "Prediction", "PromptableSegmenter", "validate_image", "validate_prompts"]
+__all__ = ["Embedding", "Prediction", "PromptableSegmenter", "check_batch", "validate_image", "validate_prompts"]
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,9 @@ class Prediction:
     """Masks proposed by one ``decode`` call.
 
     Full-resolution masks are produced lazily (and memoised) so that a caller that only needs the
-    low-resolution logits or the scores pays nothing at full resolution.
+    low-resolution logits or the scores pays nothing at full resolution. ``full_mask`` should be a
+    picklable callable (a module-level class, not a closure), so that an env holding a prediction
+    can be pickled.
 
     Attributes:
         scores: ``(K,)`` float32 predicted quality (IoU) of each proposal.
@@ -180,14 +182,9 @@ class PromptableSegmenter(abc.ABC):
         Raises:
             ValueError: If the sequences are empty or of different lengths.
         """
-        n = len(embeddings)
-        masks_in = [None] * n if mask_inputs is None else list(mask_inputs)
-        if n == 0 or len(points) != n or len(labels) != n or len(masks_in) != n:
-            raise ValueError(
-                f"Expected non-empty embeddings, points, labels (and mask_inputs) of one length, got "
-                f"{n}, {len(points)}, {len(labels)}, {len(masks_in)}"
-            )
-        return [self.decode(embeddings[i], points[i], labels[i], masks_in[i], multimask) for i in range(n)]
+        masks_in = check_batch(embeddings, points, labels, mask_inputs)
+        items = zip(embeddings, points, labels, masks_in, strict=True)
+        return [self.decode(e, p, lab, m, multimask) for e, p, lab, m in items]
 
     @abc.abstractmethod
     def observe(
@@ -213,6 +210,14 @@ class PromptableSegmenter(abc.ABC):
             frame (row 0 is the top of the image).
         """
 
+    def image_region(self, embedding: Embedding, shape: tuple[int, int]) -> tuple[int, int]:
+        """The top-left ``(rows, cols)`` of an ``(h, w)`` map of this backend that cover the image.
+
+        Maps of a backend that stretches the image over its frame (the default) cover it whole:
+        ``(h, w)``. A backend that pads the image into its frame (SAM) returns the unpadded corner.
+        """
+        return int(shape[0]), int(shape[1])
+
     def embedding_to_arrays(self, embedding: Embedding) -> dict[str, np.ndarray]:
         """Convert an embedding to host numpy arrays for the on-disk cache."""
         out = {"features": np.asarray(embedding.features), "image_size": np.asarray(embedding.image_size)}
@@ -227,6 +232,27 @@ class PromptableSegmenter(abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, model_id={self.model_id!r})"
+
+
+def check_batch(
+    embeddings: Sequence[Embedding],
+    points: Sequence[np.ndarray],
+    labels: Sequence[np.ndarray],
+    mask_inputs: Sequence[Any | None] | None,
+) -> list[Any | None]:
+    """Check the arguments of :meth:`PromptableSegmenter.decode_batch`; return ``mask_inputs`` as a list.
+
+    Raises:
+        ValueError: If the sequences are empty or of different lengths.
+    """
+    n = len(embeddings)
+    masks_in = [None] * n if mask_inputs is None else list(mask_inputs)
+    if n == 0 or len(points) != n or len(labels) != n or len(masks_in) != n:
+        raise ValueError(
+            f"Expected non-empty embeddings, points, labels (and mask_inputs) of one length, got "
+            f"{n}, {len(points)}, {len(labels)}, {len(masks_in)}"
+        )
+    return masks_in
 
 
 def validate_image(image: Any) -> np.ndarray:

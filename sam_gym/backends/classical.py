@@ -29,29 +29,16 @@ Coordinates: clicks are ``(x, y)`` image pixels (x right, y down), pixel ``(row,
   click by a Euclidean star-convexity constraint. The min cut is found with PyMaxflow; the binary
   result is smoothed and upsampled to the image.
 
-Why (issue 2): v1 took the first foreground colour model from a disk of four times the seed
-radius and seeds of 5 image pixels, which on small or thin targets spilled onto neighbouring
-shapes, so one click selected the wrong object and negative clicks only cut star-shaped slits;
-it also assumed the image frame to be background. The small seeds, the whole-image background
-context and the geodesic term fixed these.
-
-Measured (RITM click simulator ``sam_gym.clicker``, 20 clicks, void excluded; command
-``python benchmarks/classical_noc.py --dataset ../shared/data/GrabCut --dataset ../shared/data/Berkeley
---workers 1 --speed-repeats 5``, details in ``docs/classical-backend.md``): GrabCut (50) NoC@85 5.10,
-NoC@90 6.36 (v1: 10.12 / 12.12); Berkeley (100) NoC@85 7.61, NoC@90 10.36 (v1 NoC@90: 15.84);
-``SyntheticShapes(n=64)`` (the earlier random-target data, v2) clicker mIoU after clicks 1..5 0.95,
-0.93, 0.92, 0.94, 0.95 (v1: 0.61 to 0.72); decode of a 480x640 image with one thread about 33
-calls/s (v1 about 16 on the same machine).
-
-Published NoC@90 on GrabCut / Berkeley with the standard click simulator and 20 clicks (Xu et
-al., "Deep Interactive Object Selection", CVPR 2016): graph cut 11.10 / 14.33, random walker
-12.30 / 14.02, Euclidean star convexity 9.20 / 12.21, geodesic star convexity 8.38 / 12.57.
-``benchmarks/classical_noc.py`` measures this backend with the same protocol.
+The settings are one :class:`ClassicalConfig`, from which ``model_id`` (the cache key) is derived.
+How well and how fast it segments (NoC on GrabCut / Berkeley, against published classical
+methods), and why the method is as it is: ``docs/classical-backend.md``;
+``benchmarks/classical_noc.py`` measures it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import cv2
@@ -62,7 +49,7 @@ from skimage.graph import MCP_Geometric
 
 from sam_gym.backends.base import Embedding, Prediction, PromptableSegmenter, validate_image, validate_prompts
 
-__all__ = ["ClassicalBackend"]
+__all__ = ["ClassicalBackend", "ClassicalConfig"]
 
 _VERSION = "v3"
 _FEATURE_CHANNELS = 10
@@ -130,10 +117,15 @@ def _feature_map(lab: np.ndarray) -> np.ndarray:
     return np.stack(feats).astype(np.float32)
 
 
-class ClassicalBackend(PromptableSegmenter):
-    """Weight-free graph-cut segmenter with colour models and a star-convexity prior (not SAM).
+@dataclass(frozen=True)
+class ClassicalConfig:
+    """Every setting of the classical backend; :attr:`model_id` (the cache key) is derived from all of them.
 
-    Args:
+    Field values are written in order into the id, each after its ``key`` tag (``f"{tag}{value:g}"``
+    for numbers, ``0``/``1`` for flags); a field added without a tag enters the id as
+    ``-name=value``, so a new setting can never reuse the cache entries of another.
+
+    Attributes:
         work_size: Longer side, in pixels, of the working resolution of the graph cut.
         bins: Histogram bins per RGB channel of the colour models.
         smoothness: Weight ``lambda`` of the contrast-sensitive pairwise term.
@@ -149,61 +141,82 @@ class ClassicalBackend(PromptableSegmenter):
         frame_weight: Extra weight of the image frame in the first background colour model.
     """
 
+    work_size: int = field(default=256, metadata={"key": "ws"})
+    bins: int = field(default=16, metadata={"key": "b"})
+    smoothness: float = field(default=3.0, metadata={"key": "s"})
+    colour_weight: float = field(default=1.0, metadata={"key": "c"})
+    prior_weight: float = field(default=0.25, metadata={"key": "p"})
+    seed_radius: float = field(default=2.0, metadata={"key": "r"})
+    star: bool = field(default=True, metadata={"key": "star"})
+    context_mix: float = field(default=0.5, metadata={"key": "m"})
+    geo_weight: float = field(default=3.0, metadata={"key": "g"})
+    geo_reach: float = field(default=1.0, metadata={"key": ""})
+    geo_gamma: float = field(default=3.0, metadata={"key": ""})
+    frame_weight: float = field(default=5.0, metadata={"key": "f"})
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            if str(f.type) in _TYPES:
+                object.__setattr__(self, f.name, _TYPES[str(f.type)](getattr(self, f.name)))
+        if self.work_size < 16:
+            raise ValueError(f"Expected work_size >= 16, got {self.work_size}")
+        if not 2 <= self.bins <= 64:
+            raise ValueError(f"Expected bins in [2, 64], got {self.bins}")
+        if min(self.smoothness, self.colour_weight, self.prior_weight, self.seed_radius) < 0:
+            raise ValueError(
+                "Expected non-negative smoothness, colour_weight, prior_weight and seed_radius, got "
+                f"{(self.smoothness, self.colour_weight, self.prior_weight, self.seed_radius)}"
+            )
+        if not 0.0 <= self.context_mix <= 1.0:
+            raise ValueError(f"Expected context_mix in [0, 1], got {self.context_mix}")
+        if min(self.geo_weight, self.geo_gamma, self.frame_weight) < 0 or self.geo_reach <= 0:
+            raise ValueError(
+                "Expected non-negative geo_weight, geo_gamma, frame_weight and a positive geo_reach, got "
+                f"{(self.geo_weight, self.geo_gamma, self.frame_weight, self.geo_reach)}"
+            )
+
+    @property
+    def model_id(self) -> str:
+        """``classical-v3-ws256-b16-s3-c1-p0.25-r2-star1-m0.5-g3-1-3-f5`` for the defaults."""
+        parts = []
+        for f in fields(self):
+            text = _id_text(getattr(self, f.name))
+            parts.append(f"{f.metadata['key']}{text}" if "key" in f.metadata else f"{f.name}={text}")
+        return "-".join(["classical", _VERSION, *parts])
+
+
+#: How :class:`ClassicalConfig` coerces each field (so ``work_size=256.0`` and ``256`` are one setting).
+_TYPES: dict[str, type] = {"int": int, "float": float, "bool": bool}
+
+
+def _id_text(value: Any) -> str:
+    """A setting as written in ``model_id``: ``0``/``1`` for flags, ``:g`` for floats."""
+    if isinstance(value, (bool, int)):
+        return str(int(value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+class ClassicalBackend(PromptableSegmenter):
+    """Weight-free graph-cut segmenter with colour models and a star-convexity prior (not SAM).
+
+    Args:
+        config: The settings (default: :class:`ClassicalConfig`'s defaults).
+        **overrides: Fields of :class:`ClassicalConfig` replaced on ``config``, e.g.
+            ``ClassicalBackend(work_size=128)``.
+
+    Attributes:
+        config: The settings; ``model_id`` is ``config.model_id``.
+    """
+
     name = "classical"
     is_sam = False
     description = "classical (weight-free graph cut with geodesic and star-convexity priors, not SAM)"
     embedding_shape = (_FEATURE_CHANNELS, _FEATURE_SIDE, _FEATURE_SIDE)
     low_res_shape = (_LOW_RES, _LOW_RES)
 
-    def __init__(
-        self,
-        *,
-        work_size: int = 256,
-        bins: int = 16,
-        smoothness: float = 3.0,
-        colour_weight: float = 1.0,
-        prior_weight: float = 0.25,
-        seed_radius: float = 2.0,
-        star: bool = True,
-        context_mix: float = 0.5,
-        geo_weight: float = 3.0,
-        geo_reach: float = 1.0,
-        geo_gamma: float = 3.0,
-        frame_weight: float = 5.0,
-    ) -> None:
-        if work_size < 16:
-            raise ValueError(f"Expected work_size >= 16, got {work_size}")
-        if not 2 <= bins <= 64:
-            raise ValueError(f"Expected bins in [2, 64], got {bins}")
-        if min(smoothness, colour_weight, prior_weight, seed_radius) < 0:
-            raise ValueError(
-                "Expected non-negative smoothness, colour_weight, prior_weight and seed_radius, got "
-                f"{(smoothness, colour_weight, prior_weight, seed_radius)}"
-            )
-        if not 0.0 <= context_mix <= 1.0:
-            raise ValueError(f"Expected context_mix in [0, 1], got {context_mix}")
-        if min(geo_weight, geo_gamma, frame_weight) < 0 or geo_reach <= 0:
-            raise ValueError(
-                "Expected non-negative geo_weight, geo_gamma, frame_weight and a positive geo_reach, got "
-                f"{(geo_weight, geo_gamma, frame_weight, geo_reach)}"
-            )
-        self.work_size = int(work_size)
-        self.bins = int(bins)
-        self.smoothness = float(smoothness)
-        self.colour_weight = float(colour_weight)
-        self.prior_weight = float(prior_weight)
-        self.seed_radius = float(seed_radius)
-        self.star = bool(star)
-        self.context_mix = float(context_mix)
-        self.geo_weight = float(geo_weight)
-        self.geo_reach = float(geo_reach)
-        self.geo_gamma = float(geo_gamma)
-        self.frame_weight = float(frame_weight)
-        self.model_id = (
-            f"classical-{_VERSION}-ws{self.work_size}-b{self.bins}-s{self.smoothness:g}-c{self.colour_weight:g}"
-            f"-p{self.prior_weight:g}-r{self.seed_radius:g}-star{int(self.star)}-m{self.context_mix:g}"
-            f"-g{self.geo_weight:g}-{self.geo_reach:g}-{self.geo_gamma:g}-f{self.frame_weight:g}"
-        )
+    def __init__(self, config: ClassicalConfig | None = None, **overrides: Any) -> None:
+        self.config = replace(config or ClassicalConfig(), **overrides)
+        self.model_id = self.config.model_id
 
     # ------------------------------------------------------------------ encode
 
@@ -221,13 +234,13 @@ class ClassicalBackend(PromptableSegmenter):
         """
         image = validate_image(image)
         big_h, big_w = image.shape[:2]
-        h, w = _fit(big_h, big_w, self.work_size)
+        h, w = _fit(big_h, big_w, self.config.work_size)
         rgb = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA) if (h, w) != (big_h, big_w) else image
         lab8 = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB)
         lab = cv2.cvtColor(rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
 
-        q = (rgb.astype(np.uint16) * self.bins) >> 8
-        bins = ((q[..., 0] * self.bins + q[..., 1]) * self.bins + q[..., 2]).astype(np.uint16)
+        q = (rgb.astype(np.uint16) * self.config.bins) >> 8
+        bins = ((q[..., 0] * self.config.bins + q[..., 1]) * self.config.bins + q[..., 2]).astype(np.uint16)
 
         diffs = [_shift_diff(lab, dr, dc) for dr, dc in _OFFSETS]
         beta = 1.0 / (2.0 * max(float(np.mean([d[: h - 1, 1 : w - 1].mean() for d in diffs])), 1e-6))
@@ -244,7 +257,7 @@ class ClassicalBackend(PromptableSegmenter):
         small = cv2.resize(lab, (cw, ch), interpolation=cv2.INTER_AREA) if (ch, cw) != (h, w) else lab
         grad = np.sqrt(sum(cv2.Sobel(small, cv2.CV_32F, dx, dy, ksize=3) ** 2 for dx, dy in ((1, 0), (0, 1))).sum(-1))
         grad = grad / max(float(grad.mean()), 1e-6)
-        return ((1.0 + self.geo_gamma * grad) / max(ch, cw)).astype(np.float16)
+        return ((1.0 + self.config.geo_gamma * grad) / max(ch, cw)).astype(np.float16)
 
     def embedding_from_arrays(self, arrays: Mapping[str, np.ndarray]) -> Embedding:
         """Inverse of :meth:`embedding_to_arrays`, checking each array's shape and dtype as :meth:`encode` makes them.
@@ -257,7 +270,7 @@ class ClassicalBackend(PromptableSegmenter):
         big_h, big_w = embedding.image_size
         if big_h < 1 or big_w < 1:
             raise ValueError(f"Expected a cached image_size of positive integers, got {embedding.image_size}")
-        h, w = _fit(big_h, big_w, self.work_size)
+        h, w = _fit(big_h, big_w, self.config.work_size)
         expected = {"features": (self.embedding_shape, np.float32), "bins": ((h, w), np.uint16),
                     "edges": ((len(_OFFSETS), h, w), np.float16), "lab": ((h, w, 3), np.uint8),
                     "geo_cost": (_fit(h, w, _GEO_SIDE), np.float16)}
@@ -304,16 +317,11 @@ class ClassicalBackend(PromptableSegmenter):
         prior = self._prior(mask_input, bins.shape)
         unary, seeds_fg, seeds_bg, centres = self._unary(embedding, bins, pts, lab, prior)
         factors = (0.5, 1.0, 2.0) if multimask else (1.0,)
-        masks = [self._cut(unary, edges * (self.smoothness * f), seeds_fg, seeds_bg, centres) for f in factors]
+        masks = [self._cut(unary, edges * (self.config.smoothness * f), seeds_fg, seeds_bg, centres) for f in factors]
         probs = [cv2.GaussianBlur(m.astype(np.float32), (0, 0), 0.7) for m in masks]
         scores = np.array([_boundary_score(m, edges) for m in masks], dtype=np.float32)
         low = np.stack([_logit(_resize(p, (_LOW_RES, _LOW_RES))) for p in probs])
-        big_h, big_w = embedding.image_size
-
-        def full_mask(k: int) -> np.ndarray:
-            return cv2.resize(probs[k], (big_w, big_h), interpolation=cv2.INTER_LINEAR) > 0.5
-
-        return Prediction(scores=scores, low_res_logits=low, full_mask=full_mask)
+        return Prediction(scores=scores, low_res_logits=low, full_mask=_FullMask(probs, embedding.image_size))
 
     def _prior(self, mask_input: Any | None, hw: tuple[int, ...]) -> np.ndarray | None:
         """Return the previous mask's foreground probability at the working resolution, or None."""
@@ -348,7 +356,7 @@ class ClassicalBackend(PromptableSegmenter):
         # so a click anywhere inside one image pixel gives the same seed (no float rounding at x * sx).
         cols = np.clip(((np.floor(pts[:, 0]) + 0.5) * sx).astype(np.int64), 0, w - 1)
         rows = np.clip(((np.floor(pts[:, 1]) + 0.5) * sy).astype(np.int64), 0, h - 1)
-        radius = max(1, round(self.seed_radius))
+        radius = max(1, round(self.config.seed_radius))
         seeds_fg = _disks((h, w), rows[lab == 1], cols[lab == 1], radius)
         seeds_bg = _disks((h, w), rows[lab == 0], cols[lab == 0], radius) & ~seeds_fg
 
@@ -357,21 +365,21 @@ class ClassicalBackend(PromptableSegmenter):
             context_fg = np.zeros((h, w), np.float32)
             context_bg = np.ones((h, w), np.float32)
             border = max(1, round(0.03 * max(h, w)))
-            context_bg[:border] = context_bg[-border:] = 1.0 + self.frame_weight
-            context_bg[:, :border] = context_bg[:, -border:] = 1.0 + self.frame_weight
+            context_bg[:border] = context_bg[-border:] = 1.0 + self.config.frame_weight
+            context_bg[:, :border] = context_bg[:, -border:] = 1.0 + self.config.frame_weight
             context_bg[near] = 0.0
         else:
             context_fg, context_bg = prior, 1.0 - prior
-        n, mix = self.bins, self.context_mix
+        n, mix = self.config.bins, self.config.context_mix
         fg_hist = _mix(_hist(bins, seeds_fg, n), _hist(bins, context_fg, n), mix, n)
         bg_hist = _mix(_hist(bins, seeds_bg, n), _hist(bins, context_bg, n), mix, n)
-        llr = self.colour_weight * (np.log(fg_hist) - np.log(bg_hist))[bins]
-        if self.geo_weight > 0 and seeds_fg.any():
-            llr = llr + self.geo_weight * _geodesic_llr(
-                np.asarray(embedding.extras["geo_cost"], np.float32), seeds_fg, seeds_bg, self.geo_reach
+        llr = self.config.colour_weight * (np.log(fg_hist) - np.log(bg_hist))[bins]
+        if self.config.geo_weight > 0 and seeds_fg.any():
+            llr = llr + self.config.geo_weight * _geodesic_llr(
+                np.asarray(embedding.extras["geo_cost"], np.float32), seeds_fg, seeds_bg, self.config.geo_reach
             )
         if prior is not None:
-            llr = llr + self.prior_weight * _logit(prior)
+            llr = llr + self.config.prior_weight * _logit(prior)
         centres = np.stack([rows[lab == 1], cols[lab == 1]], axis=1)
         return llr.astype(np.float32), seeds_fg, seeds_bg, centres
 
@@ -401,7 +409,7 @@ class ClassicalBackend(PromptableSegmenter):
         source = np.where(seeds_fg, inf, np.maximum(scaled, 0)).astype(np.int32)
         sink = np.where(seeds_bg, inf, np.maximum(-scaled, 0)).astype(np.int32)
         g.add_grid_tedges(nodes, source, sink)
-        if self.star and len(centres):
+        if self.config.star and len(centres):
             src, dst = _star_edges(nodes, centres)
             g.add_edges(src, dst, np.full(src.shape, inf, np.int32), np.zeros(src.shape, np.int32))
         g.maxflow()
@@ -448,6 +456,18 @@ def _fit(height: int, width: int, side: int) -> tuple[int, int]:
     """``(h, w)`` of an ``height x width`` image shrunk (never enlarged) to fit ``side`` pixels, at least 2x2."""
     scale = min(1.0, side / max(height, width))
     return max(2, round(height * scale)), max(2, round(width * scale))
+
+
+@dataclass(frozen=True)
+class _FullMask:
+    """Proposal ``k``'s ``(H, W)`` mask: its working-resolution probability upsampled, ``> 0.5`` (picklable)."""
+
+    probs: list[np.ndarray]
+    image_size: tuple[int, int]
+
+    def __call__(self, k: int) -> np.ndarray:
+        big_h, big_w = self.image_size
+        return cv2.resize(self.probs[k], (big_w, big_h), interpolation=cv2.INTER_LINEAR) > 0.5
 
 
 def _disks(hw: tuple[int, int], rows: np.ndarray, cols: np.ndarray, radius: int) -> np.ndarray:

@@ -19,18 +19,24 @@ This module imports torch at import time; the registry imports it only when a SA
 
 from __future__ import annotations
 
-import hashlib
-import importlib
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from sam_gym.backends.base import Embedding, Prediction, PromptableSegmenter, validate_image, validate_prompts
-from sam_gym.backends.weights import WEIGHTS, file_sha256, resolve_checkpoint
+from sam_gym.backends.base import (
+    Embedding,
+    Prediction,
+    PromptableSegmenter,
+    check_batch,
+    validate_image,
+    validate_prompts,
+)
+from sam_gym.backends.sam_build import PACKAGES, build_sam_model, import_sam_module, select_device
 
 try:
     import torch
@@ -40,67 +46,10 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
 
 __all__ = ["CPU_DECODER_BATCH", "SamBackend"]
 
-#: model type -> (import name, distribution name) of the package that builds it.
-_PACKAGES: dict[str, tuple[str, str]] = {
-    "vit_h": ("segment_anything", "segment-anything"),
-    "vit_l": ("segment_anything", "segment-anything"),
-    "vit_b": ("segment_anything", "segment-anything"),
-    "vit_t": ("mobile_sam", "mobilesam-mirror"),
-}
 _DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 
 #: Default ``decoder_batch`` on the CPU (prompts per mask-decoder call in ``decode_batch``).
 CPU_DECODER_BATCH = 2
-
-
-def _import(module: str, model_type: str) -> Any:
-    """Import a module of segment-anything / mobile_sam with an installation hint on failure."""
-    package, dist = _PACKAGES[model_type]
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise ImportError(
-            f"The {model_type} backend needs the {dist} package (import name {package}): "
-            f'pip install "sam-gym[sam]"'
-        ) from exc
-
-
-def _select_device(device: str | None) -> torch.device:
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise ValueError(f"Expected device to be None, 'cpu', 'cuda' or 'cuda:N', got {device!r}") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            f"Expected an available device, got {device!r}, but torch.cuda.is_available() is False"
-        )
-    return dev
-
-
-def _state_dict_digest(model: torch.nn.Module) -> str:
-    """SHA-256 over the names, dtypes, shapes and bytes of all parameters and buffers."""
-    digest = hashlib.sha256()
-    for key, value in sorted(model.state_dict().items()):
-        t = value.detach().to("cpu").contiguous()
-        digest.update(f"{key}:{t.dtype}:{tuple(t.shape)};".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy())
-    return digest.hexdigest()
-
-
-def _load_state_dict(model: torch.nn.Module, path: Path, model_type: str) -> None:
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, Mapping):
-        raise ValueError(
-            f"Expected {path} to hold a state dict (a mapping of tensors), got {type(state).__name__}"
-        )
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise ValueError(
-            f"Expected {path} to hold {model_type} weights, but they do not fit the model: {exc}"
-        ) from exc
 
 
 def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -162,24 +111,23 @@ class SamBackend(PromptableSegmenter):
             model: An already-built ``Sam`` module (e.g. a tiny one in tests) used with its current
                 weights instead of building ``model_type``.
             decoder_batch: Most prompts per mask-decoder call in :meth:`decode_batch`. ``None``: all
-                of them on CUDA; :data:`CPU_DECODER_BATCH` on the CPU, where a call over 8 prompts
-                was slower than 8 single calls (its activations leave the cache; see
-                ``docs/benchmarks.md``).
+                of them on CUDA; :data:`CPU_DECODER_BATCH` on the CPU, where large calls do not pay
+                (measured in ``docs/benchmarks.md``).
 
         Raises:
             ValueError: For an unknown ``model_type``, a bad ``device``, ``half`` without CUDA, a
-                checkpoint with ``model``, a missing or unfitting checkpoint file, or ``decoder_batch``
-                below 1.
+                checkpoint with ``model``, a missing, unreadable or unfitting checkpoint file
+                (:func:`sam_gym.backends.sam_build.build_sam_model`), or ``decoder_batch`` below 1.
             ImportError: If segment-anything / mobile_sam (or torch) is not installed.
             sam_gym.backends.weights.WeightsUnavailableError: If ``"auto"`` cannot get the weights.
         """
-        if model_type not in _PACKAGES:
-            raise ValueError(f"Expected model_type to be one of {sorted(_PACKAGES)}, got {model_type!r}")
+        if model_type not in PACKAGES:
+            raise ValueError(f"Expected model_type to be one of {sorted(PACKAGES)}, got {model_type!r}")
         if decoder_batch is not None and (not isinstance(decoder_batch, int) or decoder_batch < 1):
             raise ValueError(f"Expected decoder_batch to be None or an integer >= 1, got {decoder_batch!r}")
         self.model_type = model_type
         self.name = "mobilesam_vit_t" if model_type == "vit_t" else f"sam_{model_type}"
-        self.device = _select_device(device)
+        self.device = select_device(device)
         if half and self.device.type != "cuda":
             raise ValueError(
                 f"Expected half=True only on a CUDA device (bf16/fp16 inference), "
@@ -193,36 +141,13 @@ class SamBackend(PromptableSegmenter):
             decoder_batch = CPU_DECODER_BATCH
         self.decoder_batch = decoder_batch
 
+        built = build_sam_model(model_type, checkpoint, model)
+        self.checkpoint_path: Path | None = built.checkpoint_path
+        self.weights_sha256 = built.weights_sha256
         family = "MobileSAM" if model_type == "vit_t" else "SAM"
-        self.checkpoint_path: Path | None = None
-        if model is not None:
-            if checkpoint != "auto":
-                raise ValueError(
-                    f"Expected checkpoint='auto' (the default) with an injected model, got {checkpoint!r}; "
-                    f"load weights into the model before passing it"
-                )
-            package = type(model).__module__.split(".")[0]
-            if package not in ("segment_anything", "mobile_sam"):
-                package = _PACKAGES[model_type][0]
-            self.weights_sha256 = _state_dict_digest(model)
-            source = f"{package}, injected {type(model).__name__}, parameters {self.weights_sha256[:12]}"
-        else:
-            package = _PACKAGES[model_type][0]
-            registry = _import(f"{package}.build_sam", model_type).sam_model_registry
-            self.checkpoint_path = resolve_checkpoint(model_type, checkpoint)
-            model = registry[model_type](checkpoint=None)
-            if self.checkpoint_path is None:
-                self.weights_sha256 = _state_dict_digest(model)
-                source = f"{package}, RANDOM weights (not a trained model)"
-            else:
-                _load_state_dict(model, self.checkpoint_path, model_type)
-                self.weights_sha256 = file_sha256(self.checkpoint_path)
-                source = f"{package}, weights {self.checkpoint_path.name}"
-                if self.weights_sha256 != WEIGHTS[model_type].sha256:
-                    source += f", sha256 {self.weights_sha256[:12]}, not the official checkpoint"
-        if half:
-            source += f", {_DTYPE_NAMES[self.dtype]}"
+        source = built.source + (f", {_DTYPE_NAMES[self.dtype]}" if half else "")
         self.description = f"{family} {model_type} ({source})"
+        model = built.model
 
         # eval() after loading: MobileSAM's TinyViT caches its attention biases in a buffer at eval().
         model.eval().requires_grad_(False)
@@ -232,7 +157,8 @@ class SamBackend(PromptableSegmenter):
             model.mask_decoder.to(self.dtype)
         self.model = model
         self.img_size = int(model.image_encoder.img_size)
-        self.transform = _import(f"{package}.utils.transforms", model_type).ResizeLongestSide(self.img_size)
+        self.transform = import_sam_module(f"{built.package}.utils.transforms", model_type).ResizeLongestSide(
+            self.img_size)
         prompt_encoder = model.prompt_encoder
         emb_h, emb_w = (int(v) for v in prompt_encoder.image_embedding_size)
         self.embedding_shape = (int(prompt_encoder.embed_dim), emb_h, emb_w)
@@ -337,13 +263,8 @@ class SamBackend(PromptableSegmenter):
         Raises:
             ValueError: If the sequences are empty or of different lengths, or an item is invalid.
         """
+        masks_in = check_batch(embeddings, points, labels, mask_inputs)
         n = len(embeddings)
-        masks_in = [None] * n if mask_inputs is None else list(mask_inputs)
-        if n == 0 or len(points) != n or len(labels) != n or len(masks_in) != n:
-            raise ValueError(
-                f"Expected non-empty embeddings, points, labels (and mask_inputs) of one length, got "
-                f"{n}, {len(points)}, {len(labels)}, {len(masks_in)}"
-            )
         features = [self._features(e) for e in embeddings]
         prompts = [self._prepare_points(embeddings[i], points[i], labels[i]) for i in range(n)]
         masks = [
@@ -381,9 +302,8 @@ class SamBackend(PromptableSegmenter):
     ) -> tuple[np.ndarray, np.ndarray]:
         """Build the AlignSAM state (embedding times previous-mask probability) on the device.
 
-        Only the image part of the padded frame is used: the valid embedding region is the top-left
-        ``ceil(input_size * h / img_size)`` cells, the valid logits region the top-left
-        ``ceil(input_size * low_h / img_size)`` values.
+        Only the image part of the padded frame is used: the valid regions of the embedding and of
+        the logits are their :meth:`image_region`.
 
         Args:
             embedding: From :meth:`encode`.
@@ -402,19 +322,15 @@ class SamBackend(PromptableSegmenter):
         features = self._features(embedding).float()
         mask_rows, mask_cols = _check_hw(mask_hw, "mask_hw")
         grid = None if grid_hw is None else _check_hw(grid_hw, "grid_hw")
-        input_h, input_w = (int(v) for v in embedding.extras["input_size"])
         _, emb_h, emb_w = self.embedding_shape
-        low_h, low_w = self.low_res_shape
-        valid_h = min(emb_h, math.ceil(input_h * emb_h / self.img_size))
-        valid_w = min(emb_w, math.ceil(input_w * emb_w / self.img_size))
+        valid_h, valid_w = self.image_region(embedding, (emb_h, emb_w))
         with torch.inference_mode():
             if low_res_logits is None:
                 prob_emb = None
                 mask = torch.ones((mask_rows, mask_cols), dtype=torch.float32)
             else:
                 logits = self._logits_tensor(low_res_logits, "low_res_logits")
-                valid_low_h = min(low_h, math.ceil(input_h * low_h / self.img_size))
-                valid_low_w = min(low_w, math.ceil(input_w * low_w / self.img_size))
+                valid_low_h, valid_low_w = self.image_region(embedding, self.low_res_shape)
                 prob = torch.sigmoid(logits[:, :, :valid_low_h, :valid_low_w])
                 mask = _resize(prob, (mask_rows, mask_cols))[0, 0]
                 prob_emb = _resize(prob, (valid_h, valid_w))
@@ -482,9 +398,8 @@ class SamBackend(PromptableSegmenter):
     def _prepare_points(
         self, embedding: Embedding, points: Any, labels: Any
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Validate prompts and map ``(x, y)`` image pixels to padded-frame pixels: ``(N, 2)``, ``(N,)``."""
-        pts, lab = validate_prompts(points, labels, embedding.image_size)
-        coords = self.transform.apply_coords(pts, embedding.image_size)
+        """:meth:`frame_prompts` as tensors on the device: ``(N, 2)`` float32, ``(N,)`` int64."""
+        coords, lab = self.frame_prompts(embedding, points, labels)
         return (
             torch.as_tensor(coords, dtype=torch.float32, device=self.device),
             torch.as_tensor(lab, dtype=torch.int64, device=self.device),
@@ -523,15 +438,86 @@ class SamBackend(PromptableSegmenter):
     def _prediction(self, low_res: torch.Tensor, scores: np.ndarray, embedding: Embedding) -> Prediction:
         """Wrap ``(K, low_h, low_w)`` device logits and ``(K,)`` host IoU scores; full masks are upsampled on demand."""
         logits = low_res.float()
+        return Prediction(scores=scores, low_res_logits=logits, full_mask=_FullMask(self, embedding, logits))
+
+    # ------------------------------------------------------------------ padded frame and gradients
+
+    def image_region(self, embedding: Embedding, shape: tuple[int, int]) -> tuple[int, int]:
+        """The top-left ``(rows, cols)`` of an ``(h, w)`` map over the padded frame that cover the image.
+
+        The resized image fills the top-left ``input_size`` corner of the ``img_size`` square, so
+        ``rows = ceil(input_rows * h / img_size)`` (at most ``h``), likewise for the columns.
+        """
+        input_h, input_w = (int(v) for v in np.asarray(embedding.extras["input_size"]).reshape(-1)[:2])
+        h, w = (int(v) for v in shape)
+        return min(h, math.ceil(input_h * h / self.img_size)), min(w, math.ceil(input_w * w / self.img_size))
+
+    def frame_prompts(self, embedding: Embedding, points: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Validate prompts and map ``(x, y)`` image pixels to ``(x, y)`` pixels of the padded frame.
+
+        Returns:
+            ``(N, 2)`` float64 points in the ``img_size`` square (``ResizeLongestSide.apply_coords``)
+            and the ``(N,)`` int64 labels.
+        """
+        pts, lab = validate_prompts(points, labels, embedding.image_size)
+        return self.transform.apply_coords(pts, embedding.image_size), lab
+
+    def decoder_logits(
+        self,
+        embedding: Embedding,
+        points: np.ndarray,
+        labels: np.ndarray,
+        mask_input: Any | None = None,
+        multimask: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`decode` with autograd through the mask decoder (for adapting it, e.g. test-time adaptation).
+
+        The image embedding, the prompt encoder's outputs and the positional encoding are constants
+        (computed without gradients, as plain tensors that autograd may keep); the mask decoder's
+        parameters get gradients where they require them. Arguments as :meth:`decode`.
+
+        Returns:
+            ``(K, low_h, low_w)`` low-resolution logits over the padded frame and ``(K,)`` predicted
+            IoUs, as tensors on the device (``K`` = 3 with ``multimask`` else 1).
+        """
+        coords, point_labels = self._prepare_points(embedding, points, labels)
+        with torch.no_grad():
+            features = self._features(embedding).clone()
+            mask = None if mask_input is None else self._logits_tensor(mask_input, "mask_input").clone()
+            sparse, dense = self.model.prompt_encoder(points=(coords[None], point_labels[None]), boxes=None, masks=mask)
+            image_pe = self.model.prompt_encoder.get_dense_pe()
+            sparse, dense, image_pe = sparse.clone(), dense.clone(), image_pe.clone()
+        low_res, iou = self.model.mask_decoder(
+            image_embeddings=features,
+            image_pe=image_pe.to(self.dtype),
+            sparse_prompt_embeddings=sparse.to(self.dtype),
+            dense_prompt_embeddings=dense.to(self.dtype),
+            multimask_output=multimask,
+        )
+        return low_res[0], iou[0]
+
+    def full_logits(self, embedding: Embedding, low_res: torch.Tensor) -> torch.Tensor:
+        """Upsample ``(K, low_h, low_w)`` padded-frame logits to ``(K, H, W)`` image logits (differentiable).
+
+        SAM's ``postprocess_masks``: the frame is resized to ``img_size``, cropped to the image's
+        ``input_size`` and resized to the original ``(H, W)``; ``> model.mask_threshold`` is the mask.
+        """
         input_size = tuple(int(v) for v in embedding.extras["input_size"])
-        image_size = embedding.image_size
+        return self.model.postprocess_masks(low_res[:, None], input_size, embedding.image_size)[:, 0]
 
-        def full_mask(k: int) -> np.ndarray:
-            with torch.inference_mode():
-                up = self.model.postprocess_masks(logits[k : k + 1][None], input_size, image_size)
-                return (up[0, 0] > self.model.mask_threshold).cpu().numpy()
 
-        return Prediction(scores=scores, low_res_logits=logits, full_mask=full_mask)
+@dataclass(frozen=True)
+class _FullMask:
+    """Proposal ``k``'s full-resolution mask, computed on demand (a picklable ``Prediction.full_mask``)."""
+
+    backend: SamBackend
+    embedding: Embedding
+    logits: torch.Tensor
+
+    def __call__(self, k: int) -> np.ndarray:
+        with torch.inference_mode():
+            up = self.backend.full_logits(self.embedding, self.logits[k : k + 1])
+            return (up[0] > self.backend.model.mask_threshold).cpu().numpy()
 
 
 def _predict_masks(

@@ -1,4 +1,8 @@
-"""Arguments shared by several sub-commands (dataset, backend, checkpoint, device, the output path)."""
+"""Arguments shared by the ``sam-gym`` commands (dataset, backend, checkpoint, device, the output path).
+
+Public: the training commands of ``agents`` and the scripts of ``benchmarks/`` build their
+arguments with these helpers too, so every command spells ``--backend`` and ``--dataset`` alike.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +18,8 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, default: str | None =
                           limit: bool = True) -> None:
     """Add ``--dataset``, ``--image-dir``, ``--void`` and (with ``limit``) ``--limit``."""
     parser.add_argument("--dataset", default=default, required=default is None,
-                        help="'synthetic-clutter', 'synthetic-shapes', 'synthetic-multi', a folder with images/ and masks/ (e.g. "
-                             "../shared/data/GrabCut) or a COCO .json annotation file with --image-dir"
+                        help="'synthetic-clutter', 'synthetic-shapes', 'synthetic-multi', a folder with images/ and "
+                             "masks/ (e.g. ../shared/data/GrabCut) or a COCO .json annotation file with --image-dir"
                              + (" (default: %(default)s)" if default else ""))
     parser.add_argument("--image-dir", default=None, metavar="DIR",
                         help="folder of the images named in a COCO --dataset .json file")
@@ -62,8 +66,10 @@ def check_out(path: str | Path, *, file: bool = False, flag: str = "--out") -> P
 
 def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``--backend``, ``--checkpoint``, ``--device`` and ``--half``."""
+    from sam_gym.backends import available_backends
+
     parser.add_argument("--backend", default="classical",
-                        help="classical | sam_vit_h | sam_vit_l | sam_vit_b | mobilesam_vit_t (default: %(default)s)")
+                        help=f"{' | '.join(available_backends())} (default: %(default)s)")
     parser.add_argument("--checkpoint", default=None,
                         help="SAM weights: a path, 'auto' (download on first use) or 'random' (tests only)")
     parser.add_argument("--device", default=None, help="torch device for SAM backends (default: cuda if available)")
@@ -71,15 +77,10 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def backend_from_args(args: argparse.Namespace) -> Any:
-    """Build the backend named by the parsed arguments."""
+    """Build the backend named by the parsed arguments (a weight-free one refuses ``--checkpoint`` etc.)."""
     from sam_gym.backends import make_backend
 
-    kwargs: dict[str, Any] = {}
-    if args.backend not in ("classical",):
-        kwargs = {"checkpoint": args.checkpoint or "auto", "device": args.device, "half": args.half}
-    elif args.checkpoint or args.half or args.device:
-        raise ValueError("Expected no --checkpoint/--device/--half with --backend classical (it has no weights)")
-    return make_backend(args.backend, **kwargs)
+    return make_backend(args.backend, checkpoint=args.checkpoint, device=args.device, half=args.half)
 
 
 def dataset_from_args(args: argparse.Namespace) -> Any:
@@ -117,42 +118,3 @@ def dataset_from_args(args: argparse.Namespace) -> Any:
     if args.limit is not None:
         dataset = Subset(dataset, range(min(args.limit, len(dataset))))
     return dataset
-
-
-def add_scene_arguments(parser: argparse.ArgumentParser, epochs: int, lr: float, out_files: str) -> None:
-    """Add the arguments of the multi-instance trainers (``train-aop``, ``train-sapnet``)."""
-    add_dataset_arguments(parser, default="multi-instance-scenes")
-    add_backend_arguments(parser)
-    parser.add_argument("--epochs", type=int, default=epochs, help="passes over the images (default: %(default)s)")
-    parser.add_argument("--lr", type=float, default=lr, help="Adam learning rate (default: %(default)s)")
-    parser.add_argument("--scenes", type=int, default=32,
-                        help="images of 'multi-instance-scenes' (seeded synthetic, several shapes each)")
-    parser.add_argument("--seed", type=int, default=0, help="weights, sampling and synthetic scenes seed")
-    parser.add_argument("--out", required=True, help=f"output folder: {out_files}")
-
-
-def scenes_from_args(args: argparse.Namespace) -> tuple[list[Any], str]:
-    """Return the multi-instance scenes (all instances of an image together) and their name."""
-    from agents.aop.scenes import MultiInstanceScenes, group_scenes
-
-    if args.epochs < 1:
-        raise ValueError(f"Expected --epochs >= 1, got {args.epochs}")
-    if args.dataset == "multi-instance-scenes":
-        dataset = MultiInstanceScenes(n=args.scenes, seed=args.seed)
-        scenes = dataset.scenes()[: args.limit] if args.limit else dataset.scenes()
-        return scenes, f"{dataset.name}(n={args.scenes}, seed={args.seed})"
-    dataset = dataset_from_args(args)
-    return group_scenes(dataset), dataset.name
-
-
-def epoch_progress(total: int, desc: str) -> tuple[Any, Any]:
-    """Return a tqdm bar over epochs and the ``progress(epoch, loss)`` callback that advances it."""
-    from tqdm import tqdm
-
-    bar = tqdm(total=total, desc=desc, unit="epoch")
-
-    def progress(epoch: int, loss: float) -> None:
-        bar.set_postfix(loss=f"{loss:.4f}")
-        bar.update(1)
-
-    return bar, progress

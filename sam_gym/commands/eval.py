@@ -76,13 +76,13 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def build_policies(specs: Sequence[str]) -> dict[str, Any]:
-    """Build each policy spec with :func:`agents.registry.make_policy`, keyed by its spec.
+    """Build each policy spec with :func:`sam_gym.policies.make_policy`, keyed by its spec.
 
     Raises:
         ValueError: On a repeated spec, an unknown name, or a registered policy whose module is not
             importable.
     """
-    from agents.registry import POLICIES, make_policy
+    from sam_gym.policies import POLICIES, make_policy
 
     if len(set(specs)) != len(specs):
         raise ValueError(f"Expected each --policy once, got {list(specs)}")

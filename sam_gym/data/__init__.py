@@ -1,4 +1,4 @@
-"""Datasets: folders of images and masks, COCO annotations, and the built-in synthetic shapes.
+"""Datasets: folders of images and masks, COCO annotations, and the built-in synthetic ones by name.
 
 >>> from sam_gym.data import make_dataset
 >>> ds = make_dataset("synthetic-shapes", n=4)
@@ -14,8 +14,10 @@ from typing import Any
 from sam_gym.data.base import Sample, SegmentationDataset, check_sample
 from sam_gym.data.folder import PRESETS, FolderDataset
 from sam_gym.data.synthetic import SyntheticShapes, synthetic_clutter, synthetic_multi
+from sam_gym.registry import Entry, lookup
 
 __all__ = [
+    "DATASETS",
     "PRESETS",
     "FolderDataset",
     "Sample",
@@ -28,8 +30,18 @@ __all__ = [
     "shared_data_dir",
 ]
 
-#: Names of built-in datasets.
-BUILTIN = ("synthetic-shapes", "synthetic-multi", "synthetic-clutter")
+#: Built-in datasets by name (a folder or a COCO ``.json`` path is the other way to name one).
+DATASETS: dict[str, Entry] = {
+    "synthetic-shapes": Entry("sam_gym.data.synthetic:SyntheticShapes",
+                              "seeded synthetic shapes on textured backgrounds, one target shape per image"),
+    "synthetic-multi": Entry("sam_gym.data.synthetic:synthetic_multi",
+                             "seeded synthetic images whose target is every red shape (two or three)"),
+    "synthetic-clutter": Entry("sam_gym.data.synthetic:synthetic_clutter",
+                                "seeded cluttered scenes whose target is every small red shape (3-5); "
+                                "the default of SamPrompt-v0"),
+    "multi-instance-scenes": Entry("sam_gym.data.scenes:MultiInstanceScenes",
+                                   "seeded synthetic scenes of 2-5 shapes, one sample per instance"),
+}
 
 
 def shared_data_dir() -> Path | None:
@@ -47,9 +59,10 @@ def make_dataset(dataset: str | Path | SegmentationDataset = "synthetic-shapes",
     """Build a dataset from a name, a path or an existing dataset object.
 
     Args:
-        dataset: ``"synthetic-shapes"`` or ``"synthetic-multi"`` (:mod:`sam_gym.data.synthetic`); a
-            folder with ``images/`` and ``masks/`` (see :class:`FolderDataset`; the benchmark folders
-            of ``../shared/data`` get their preset by name); a COCO ``.json`` annotation file (pass
+        dataset: A name of :data:`DATASETS` (``"synthetic-shapes"``, ``"synthetic-multi"``,
+            ``"multi-instance-scenes"``); a folder with ``images/`` and ``masks/`` (see
+            :class:`FolderDataset`; the benchmark folders of ``../shared/data`` get their preset by
+            name); a COCO ``.json`` annotation file (pass
             ``image_dir=``); or any object with ``__len__``, ``__getitem__`` returning :class:`Sample`,
             and ``name``. Also ``"synthetic-clutter"``, the default data of ``SamPrompt-v0``.
         **kwargs: Passed to the dataset class.
@@ -59,25 +72,19 @@ def make_dataset(dataset: str | Path | SegmentationDataset = "synthetic-shapes",
     """
     if isinstance(dataset, (str, Path)):
         text = str(dataset)
-        if text == "synthetic-shapes":
-            return SyntheticShapes(**kwargs)
-        if text == "synthetic-multi":
-            return synthetic_multi(**kwargs)
-        if text == "synthetic-clutter":
-            return synthetic_clutter(**kwargs)
-        path = Path(text).expanduser()
-        if path.suffix.lower() == ".json":
-            from sam_gym.data.coco import CocoDataset
+        if text not in DATASETS:
+            path = Path(text).expanduser()
+            if path.suffix.lower() == ".json":
+                from sam_gym.data.coco import CocoDataset
 
-            if "image_dir" not in kwargs:
-                raise ValueError(f"Expected image_dir=... with the COCO annotation file {path}")
-            return CocoDataset(path, **kwargs)
-        if path.is_dir():
-            return FolderDataset(path, **kwargs)
-        raise ValueError(
-            f"Expected dataset to be one of {list(BUILTIN)}, a folder with images/ and masks/, or a COCO .json "
-            f"file, got {text!r} (no such directory)"
-        )
+                if "image_dir" not in kwargs:
+                    raise ValueError(f"Expected image_dir=... with the COCO annotation file {path}")
+                return CocoDataset(path, **kwargs)
+            if path.is_dir():
+                return FolderDataset(path, **kwargs)
+        entry = lookup(DATASETS, text, kind="dataset", also=", a folder with images/ and masks/, or a COCO .json file",
+                       why=" (no such directory)")
+        return entry.resolve()(**kwargs)
     if isinstance(dataset, SegmentationDataset):
         if kwargs:
             raise ValueError(f"Expected no dataset keyword arguments with a dataset object, got {sorted(kwargs)}")

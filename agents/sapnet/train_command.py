@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from sam_gym.commands.common import add_scene_arguments, backend_from_args, check_out, epoch_progress, scenes_from_args
+from agents.scene_command import add_scene_arguments, epoch_progress, scenes_from_args
+from sam_gym.commands.common import backend_from_args, check_out
 
 HELP = "train SAPNet's proposal selection (MIL over mask proposals of one point per instance)"
 

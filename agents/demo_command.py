@@ -27,9 +27,10 @@ from sam_gym.commands.eval import EvalSettings, build_policies, evaluate
 
 HELP = "train a small AlignSAM agent on synthetic shapes and compare it with the baselines (offline)"
 
-#: The demo's default built-in dataset (:mod:`sam_gym.data.synthetic`) and its size: 50 training
-#: samples leave 64 held-out ones (the held-out set of ``docs/alignsam.md``).
+#: The demo's default built-in dataset (:mod:`sam_gym.data.synthetic`), the other choice, and their
+#: size: 50 training samples leave 64 held-out ones (the held-out set of ``docs/alignsam.md``).
 DATASET = "synthetic-multi"
+CHOICES = ("synthetic-shapes", "synthetic-multi")
 DATASET_N = 114
 #: ``--quick`` (tests, seconds): training and evaluation sizes.
 QUICK = {"n_train": 2, "timesteps": 8, "n_steps": 8, "batch_size": 8, "n_epochs": 1, "n_envs": 1,
@@ -38,10 +39,8 @@ QUICK = {"n_train": 2, "timesteps": 8, "n_steps": 8, "batch_size": 8, "n_epochs"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the command's arguments."""
-    from sam_gym.data import BUILTIN
-
     add_backend_arguments(parser)
-    parser.add_argument("--dataset", choices=BUILTIN, default=DATASET,
+    parser.add_argument("--dataset", choices=CHOICES, default=DATASET,
                         help=f"built-in dataset, {DATASET_N} samples (default: %(default)s)")
     parser.add_argument("--policies", default="random,grid,clicker",
                         help="comma-separated baselines scored beside the trained agent (default: %(default)s)")

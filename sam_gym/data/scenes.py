@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sam_gym.data import Sample, SegmentationDataset
+from sam_gym.data.base import Sample, SegmentationDataset
 from sam_gym.data.synthetic import ELLIPSE, RECTANGLE, TRIANGLE, shape_mask
 
 __all__ = ["MultiInstanceScenes", "Scene", "coco_mval_key", "group_scenes", "sample_key"]
