@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "train-aop": "sam_gym.commands.train_aop",
     "train-sapnet": "sam_gym.commands.train_sapnet",
     "train": "sam_gym.commands.train",
+    "convert-run": "agents.alignsam.convert_command",
 }
 
 
