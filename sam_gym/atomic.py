@@ -38,6 +38,8 @@ def _prefix(path: Path) -> str:
 
 
 def _pid_alive(pid: int) -> bool:
+    if os.name == "nt":  # os.kill would terminate it; leave such temporaries to the age rule
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -90,6 +92,12 @@ def _sweep_once(folder: Path) -> None:
         _swept.add(key)
         with contextlib.suppress(OSError):
             remove_stale_temporaries(folder)
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -160,12 +168,6 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-
-
-def _umask() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return umask
 
 
 def load_torch_checkpoint(path: str | Path, filename: str, what: str, command: str, fmt: str) -> tuple[Path, dict]:
