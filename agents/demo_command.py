@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -107,9 +108,13 @@ def run(args: argparse.Namespace) -> int:
 
     print(f"1/2 training AlignSAM on samples 0-{config.n_train - 1} of {args.dataset} ({config.timesteps} clicks)")
     from agents.alignsam.policy import AlignSAMPolicy, SRMRandomPolicy
-    from agents.alignsam.training import train_or_reuse
+    from agents.alignsam.training import TrainingInterrupted, train_or_reuse
 
-    trained, reused = train_or_reuse(config)
+    try:
+        trained, reused = train_or_reuse(config)
+    except TrainingInterrupted as exc:
+        print(f"sam-gym demo: {exc} (run the same demo command to continue)", file=sys.stderr)
+        return exc.exit_status
     if reused:
         print(f"reusing the trained agent in {trained} (delete the folder to train again)")
     train_seconds = time.perf_counter() - start

@@ -27,6 +27,7 @@ COMMANDS: dict[str, Entry] = {
     "train-aop": Entry("agents.aop.train_command"),
     "train-sapnet": Entry("agents.sapnet.train_command"),
     "train": Entry("agents.alignsam.train_command"),
+    "convert-run": Entry("agents.alignsam.convert_command"),
 }
 
 

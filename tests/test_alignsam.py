@@ -217,9 +217,10 @@ def test_clip_missing_checkpoint_says_what_to_do() -> None:
 
 
 def test_training_writes_a_loadable_run(run_dir: Path) -> None:
-    for name in ("alignsam.zip", "srm.pt", "srm.json", "config.json"):
-        assert (run_dir / name).is_file(), name
     info = json.loads((run_dir / "config.json").read_text())
+    assert sorted(p.name for p in run_dir.iterdir()) == [info["checkpoint"], "config.json", "tb"]
+    for name in ("model.pt", "srm.pt", "srm.json"):
+        assert (run_dir / info["checkpoint"] / name).is_file(), name
     assert info["complete"] and info["num_timesteps"] >= 200
     assert info["backend"]["name"] == "classical" and "not SAM" in info["backend"]["description"]
     assert info["split"] == {"train": [0, 8], "held_out": [8, 64]}
@@ -314,11 +315,13 @@ def test_bad_run_dir_gives_clear_errors(tmp_path: Path, run_dir: Path) -> None:
         AlignSAMPolicy.load(tmp_path)
     broken = tmp_path / "broken"
     broken.mkdir()
-    (broken / "config.json").write_text((run_dir / "config.json").read_text())
-    with pytest.raises(ValueError, match="alignsam.zip"):
+    info = json.loads((run_dir / "config.json").read_text())
+    (broken / "config.json").write_text(json.dumps(info))
+    with pytest.raises(ValueError, match="model.pt.*no such file"):
         AlignSAMPolicy.load(broken)
-    (broken / "alignsam.zip").write_bytes(b"not a zip")
-    with pytest.raises(ValueError, match="MaskablePPO"):
+    (broken / info["checkpoint"]).mkdir()
+    (broken / info["checkpoint"] / "model.pt").write_bytes(b"not a torch file")
+    with pytest.raises(ValueError, match="weights-only.*Unsupported operand"):
         AlignSAMPolicy.load(broken)
 
 
@@ -331,7 +334,7 @@ def test_experiments_tiny_end_to_end(tmp_path: Path) -> None:
     assert main([*argv, "--timesteps", "100"]) == 0
     results = json.loads((out / "results.json").read_text())
     # a finished run with the same settings is reused (not retrained); other settings are refused
-    model = out / "seed0" / "alignsam.zip"
+    model = out / "seed0" / "config.json"
     stamp = model.stat().st_mtime_ns
     assert main([*argv, "--timesteps", "100"]) == 0
     assert model.stat().st_mtime_ns == stamp

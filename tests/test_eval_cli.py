@@ -156,7 +156,7 @@ def test_demo_quick(tmp_path, capsys) -> None:
     assert set(results["policies"]) == {"alignsam", "random"}
     assert results["policies"]["alignsam"]["oracle"] is False
     assert results["indices"] == [2]  # the first held-out sample after the 2 training samples of --quick
-    assert (out / "alignsam" / "alignsam.zip").is_file() and (out / "iou_vs_clicks.png").is_file()
+    assert (out / "alignsam" / "config.json").is_file() and (out / "iou_vs_clicks.png").is_file()
     # a second run reuses the finished agent instead of training again
     assert main(["demo", "--quick", "--policies", "random", "--out", str(out)]) == 0
     assert "reusing the trained agent" in capsys.readouterr().out

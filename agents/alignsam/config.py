@@ -7,6 +7,8 @@ from the paper, the field's docstring says so and why.
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -35,7 +37,7 @@ class TrainConfig:
     seed: int = 0
     """Seeds torch, numpy, the envs (``reset(seed=seed + i)``) and the SRM initialisation."""
     out: str = "runs/alignsam"
-    """Run folder: ``alignsam.zip``, ``srm.pt``, ``config.json``, ``tb/``."""
+    """Run folder: ``config.json``, the checkpoint folder it names (model and SRM weights), ``tb/``."""
     srm: Literal["implicit", "explicit", "none"] = "implicit"
     """Semantic Recalibration Module branch: ``"implicit"`` (state only; blur, saliency, glass),
     ``"explicit"`` (adds a CLIP-Surgery text map; shadow, PASCAL classes) or ``"none"`` (the paper's
@@ -92,7 +94,8 @@ class TrainConfig:
     """CPU threads of torch during training: 1 is several times faster for these small networks on a
     shared 2-core machine (oversubscribed OpenMP threads spin; SB3 issue #90); ``None`` keeps torch's default."""
     checkpoint_every: int = 5_000
-    """Steps between atomic checkpoints of the model and the SRM (so a killed run can ``--resume``)."""
+    """Steps between atomic checkpoints of the model and the SRM (so a killed run can ``--resume``;
+    Ctrl-C and SIGTERM also save one)."""
     progress_bar: bool = True
     """Show SB3's tqdm/rich progress bar."""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -152,15 +155,56 @@ class TrainConfig:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError``."""
+    def from_dict(cls, data: dict[str, Any], require_all: bool = False) -> TrainConfig:
+        """Inverse of :meth:`to_dict`, checking the JSON types of the fields.
+
+        Args:
+            data: Field values (JSON types: ``grid`` a list of two integers).
+            require_all: Refuse missing fields (a run's ``config.json``) instead of using the defaults.
+
+        Raises:
+            ValueError: On unknown or (with ``require_all``) missing fields, or a value of the wrong type.
+        """
         if not isinstance(data, dict):
             raise ValueError(f"Expected a dict of TrainConfig fields, got {type(data).__name__}")
+        hints = typing.get_type_hints(cls)
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
             raise ValueError(f"Expected TrainConfig fields among {sorted(names)}, got unknown {unknown}")
+        missing = sorted(names - set(data))
+        if require_all and missing:
+            raise ValueError(f"Expected every TrainConfig field, got none for {missing}")
+        for name, value in data.items():
+            if not _has_type(value, hints[name]):
+                raise ValueError(f"Expected TrainConfig field {name!r} of type {_type_name(hints[name])}, "
+                                 f"got {value!r}")
         data = dict(data)
         if "grid" in data:
             data["grid"] = tuple(data["grid"])
         return cls(**data)
+
+
+def _has_type(value: Any, hint: Any) -> bool:
+    """Whether a JSON value fits a field annotation (ints are floats; bools are not numbers)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_has_type(value, arg) for arg in args)
+    if origin is Literal:
+        return isinstance(value, str) and value in args
+    if origin is tuple:
+        return (isinstance(value, (list, tuple)) and len(value) == len(args)
+                and all(_has_type(v, a) for v, a in zip(value, args, strict=True)))
+    if origin is dict:
+        return isinstance(value, dict)
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _type_name(hint: Any) -> str:
+    return str(hint).replace("typing.", "") if typing.get_origin(hint) else hint.__name__

@@ -224,7 +224,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Train (or reuse) one run per seed, evaluate every condition, write and print the table."""
     from agents.alignsam.config import TrainConfig
-    from agents.alignsam.training import read_run_info, train_or_reuse
+    from agents.alignsam.run_format import read_run_info
+    from agents.alignsam.training import train_or_reuse
     from sam_gym.atomic import atomic_write_bytes
     from sam_gym.backends import make_backend
     from sam_gym.cache import EmbeddingCache

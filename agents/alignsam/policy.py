@@ -67,38 +67,33 @@ class AlignSAMPolicy(PromptPolicy):
 
     @classmethod
     def load(cls, run_dir: str | Path, device: str = "auto") -> AlignSAMPolicy:
-        """Load a run folder written by :func:`agents.alignsam.training.train`.
+        """Load a run folder written by :func:`agents.alignsam.training.train`, running no code from it.
+
+        The model is rebuilt from ``config.json`` and its weights are read with
+        ``torch.load(weights_only=True)`` (see :mod:`agents.alignsam.run_format`); an old-format
+        folder (an SB3 ``alignsam.zip``) is refused with what to do.
 
         Args:
             run_dir: The folder (``sam-gym train --out``).
             device: Torch device (``"auto"``: cuda when available).
 
         Raises:
-            ValueError: If the folder, ``config.json``, ``alignsam.zip`` or the SRM files are missing or invalid.
+            ValueError: If the folder, ``config.json`` or the checkpoint it names is missing, invalid,
+                of the old format or holds anything but weights.
         """
-        from sb3_contrib import MaskablePPO
-
-        from agents.alignsam.srm import Recalibrator
-        from agents.alignsam.training import MODEL_FILE, read_run_info, resolve_device
+        from agents.alignsam.run_format import load_model, load_srm, read_run_info
+        from agents.alignsam.training import resolve_device
 
         if not isinstance(run_dir, (str, Path)) or not str(run_dir):
             raise ValueError(f"Expected a run folder path (alignsam:RUN_DIR), got {run_dir!r}")
         run_dir = Path(run_dir).expanduser()
         info = read_run_info(run_dir)
-        model_path = run_dir / MODEL_FILE
-        if not model_path.is_file():
-            raise ValueError(f"Expected the trained model {model_path}, got no such file (was training interrupted "
-                             f"before its first checkpoint?)")
         device = resolve_device(device)
-        try:
-            model = MaskablePPO.load(model_path, device=device)
-        except Exception as exc:  # noqa: BLE001 - any corrupt zip gets one clear message
-            raise ValueError(f"Expected a MaskablePPO model at {model_path}, could not load it: "
-                             f"{type(exc).__name__}: {exc}") from exc
-        srm = None if info["config"]["srm"] == "none" else Recalibrator.load(run_dir, device=device)
-        if not info.get("complete", False):
+        model = load_model(run_dir, info, device)
+        srm = load_srm(run_dir, info, device)
+        if not info["complete"]:
             warnings.warn(f"AlignSAM run {run_dir} is a checkpoint of an unfinished training "
-                          f"({info.get('num_timesteps')} of {info['config']['timesteps']} steps)", stacklevel=2)
+                          f"({info['num_timesteps']} of {info['config']['timesteps']} steps)", stacklevel=2)
         return cls(model, srm, info, run_dir)
 
     def bind(self, env: Any) -> None:

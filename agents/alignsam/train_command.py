@@ -6,14 +6,16 @@ Example::
         --timesteps 20000 --seed 0 --out runs/alignsam-s0
     sam-gym train --out runs/alignsam-s0 --timesteps 40000 --resume   # continue a (killed) run
 
-The run folder holds ``alignsam.zip``, ``srm.pt``, ``config.json`` and ``tb/``; evaluate it as the
-policy ``alignsam:DIR``. With ``--backend classical`` (the offline default) the segmenter is a
+The run folder holds ``config.json``, the last checkpoint (``checkpoint-N/``: model and SRM weights,
+written as one unit every ``--checkpoint-every`` steps and on Ctrl-C / SIGTERM) and ``tb/``;
+evaluate it as the policy ``alignsam:DIR``. With ``--backend classical`` (the offline default) the segmenter is a
 weight-free graph cut, not SAM; say so wherever its results are reported.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 from sam_gym.commands.common import check_out
 
@@ -55,6 +57,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-clicks", type=int, default=d.max_clicks,
                         help="clicks per episode (default: %(default)s)")
     parser.add_argument("--device", default=d.device, help="torch device (default: %(default)s)")
+    parser.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, metavar="STEPS",
+                        help="steps between checkpoints; Ctrl-C and SIGTERM also save one (default: %(default)s)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out up to --timesteps")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
@@ -63,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     """Build the :class:`~agents.alignsam.config.TrainConfig` from ``args`` and train."""
     check_out(args.out)
     from agents.alignsam.config import TrainConfig
-    from agents.alignsam.training import train
+    from agents.alignsam.training import TrainingInterrupted, train
 
     config = TrainConfig(
         dataset=args.dataset, backend=args.backend, checkpoint=args.checkpoint, srm=args.srm, text=args.text,
@@ -71,8 +75,12 @@ def run(args: argparse.Namespace) -> int:
         out=args.out, n_train=args.n_train, n_envs=args.n_envs, n_steps=args.n_steps, batch_size=args.batch_size,
         n_epochs=args.n_epochs, q_updates=args.q_updates, max_clicks=args.max_clicks, device=args.device,
         srm_warmup_steps=args.srm_warmup_steps, srm_context=not args.no_srm_context,
-        progress_bar=not args.no_progress,
+        checkpoint_every=args.checkpoint_every, progress_bar=not args.no_progress,
     )
-    run_dir = train(config, resume=args.resume)
+    try:
+        run_dir = train(config, resume=args.resume)
+    except TrainingInterrupted as exc:
+        print(f"sam-gym train: {exc}", file=sys.stderr)
+        return exc.exit_status
     print(f"Trained AlignSAM run: {run_dir} (evaluate it as the policy 'alignsam:{run_dir}')")
     return 0

@@ -1,12 +1,17 @@
 """Training the AlignSAM agent: sb3-contrib ``MaskablePPO`` on ``SamPrompt-v0`` with the online SRM.
 
-:func:`train` writes a run folder::
+:func:`train` writes a run folder (:mod:`agents.alignsam.run_format`)::
 
-    DIR/alignsam.zip   the SB3 model (atomic writes; periodic checkpoints overwrite it)
-    DIR/srm.pt         the SRM weights and optimiser (+ DIR/srm.json, its config), unless srm="none"
-    DIR/config.json    the TrainConfig, the backend description, the dataset and its train/held-out split,
-                       the timesteps done, steps per second
-    DIR/tb/            TensorBoard logs
+    DIR/config.json        the TrainConfig, the backend description, the dataset and its train/held-out split,
+                           the spaces, the timesteps done, steps per second, the checkpoint folder's name
+    DIR/checkpoint-N/      the last checkpoint, one unit: model.pt (policy and optimiser state, weights only)
+                           and srm.pt + srm.json (the SRM, unless srm="none")
+    DIR/tb/                TensorBoard logs
+
+A checkpoint is written every ``checkpoint_every`` steps, at the end, and when the process gets
+Ctrl-C (SIGINT) or SIGTERM: training stops after the current step, saves, and raises
+:class:`TrainingInterrupted` (the CLI prints one line and exits 130 / 143). ``train(config,
+resume=True)`` continues from the last checkpoint.
 
 Training episodes follow the paper: ``label_mode="oracle"`` (the clicked pixel's ground truth) and
 ``init_prompts="gt_pair"`` (one random positive and one random negative ground-truth point) on the
@@ -19,23 +24,46 @@ Points are ``(x, y)`` image pixels (x right, y down), masks ``(H, W)`` indexed `
 
 from __future__ import annotations
 
-import io
-import json
+import contextlib
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from agents.alignsam.config import TrainConfig
-from sam_gym.atomic import atomic_write_bytes
+from agents.alignsam.run_format import (
+    LEGACY_MODEL_FILE,
+    MODEL_WEIGHTS,
+    RUN_CONFIG,
+    RUN_FORMAT,
+    RUN_VERSION,
+    checkpoint_dir,
+    clean_run_folder,
+    legacy_run_error,
+    model_state,
+    read_model_state,
+    read_run_info,
+    restore_model,
+    space_from_json,
+    space_to_json,
+    write_checkpoint,
+)
 
-__all__ = ["MODEL_FILE", "RUN_CONFIG", "RUN_FORMAT", "build_model", "make_train_env", "train", "train_or_reuse"]
+__all__ = ["TrainingInterrupted", "build_model", "make_train_env", "model_for_spaces", "train", "train_or_reuse"]
 
-MODEL_FILE = "alignsam.zip"
-RUN_CONFIG = "config.json"
-RUN_FORMAT = "alignsam-run"
-RUN_VERSION = 1
 #: Fields that may differ between the saved config and a ``--resume`` call.
 _RESUMABLE_CHANGES = {"timesteps", "out", "progress_bar", "extra", "device", "checkpoint_every", "torch_threads"}
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped on SIGINT / SIGTERM; ``exit_status`` is ``128 + signal number``."""
+
+    def __init__(self, signum: int, message: str) -> None:
+        super().__init__(message)
+        self.signum = signum
+        self.exit_status = 128 + signum
 
 
 def resolve_device(device: str) -> str:
@@ -77,31 +105,43 @@ def make_train_env(config: TrainConfig) -> tuple[Any, Any, Any]:
     return vec_env, dataset, train_set
 
 
+def _ppo_arguments(config: TrainConfig, state_shape: Any) -> dict[str, Any]:
+    """``MaskablePPO``'s arguments (the policy: :class:`~agents.alignsam.features.AlignSAMExtractor` + MLP heads)."""
+    from agents.alignsam.features import AlignSAMExtractor
+
+    policy_kwargs = {
+        "features_extractor_class": AlignSAMExtractor,
+        "features_extractor_kwargs": {"state_shape": list(state_shape)},
+        "net_arch": {"pi": [256], "vf": [256]},
+    }
+    return {"learning_rate": config.learning_rate, "n_steps": config.n_steps, "batch_size": config.batch_size,
+            "n_epochs": config.n_epochs, "gamma": config.gamma, "gae_lambda": config.gae_lambda,
+            "clip_range": config.clip_range, "ent_coef": config.ent_coef, "policy_kwargs": policy_kwargs,
+            "seed": config.seed, "verbose": 0}
+
+
 def build_model(config: TrainConfig, vec_env: Any, tb_dir: Path | None) -> Any:
     """Create the ``MaskablePPO`` model with :class:`~agents.alignsam.features.AlignSAMExtractor`."""
     from sb3_contrib import MaskablePPO
 
-    from agents.alignsam.features import AlignSAMExtractor
-
-    state_shape = list(vec_env.envs[0].unwrapped.state_shape)
-    policy_kwargs = {
-        "features_extractor_class": AlignSAMExtractor,
-        "features_extractor_kwargs": {"state_shape": state_shape},
-        "net_arch": {"pi": [256], "vf": [256]},
-    }
-    return MaskablePPO(
-        "MultiInputPolicy", vec_env, learning_rate=config.learning_rate, n_steps=config.n_steps,
-        batch_size=config.batch_size, n_epochs=config.n_epochs, gamma=config.gamma, gae_lambda=config.gae_lambda,
-        clip_range=config.clip_range, ent_coef=config.ent_coef, policy_kwargs=policy_kwargs,
-        tensorboard_log=None if tb_dir is None else str(tb_dir), seed=config.seed,
-        device=resolve_device(config.device), verbose=0,
-    )
+    return MaskablePPO("MultiInputPolicy", vec_env, tensorboard_log=None if tb_dir is None else str(tb_dir),
+                       device=resolve_device(config.device),
+                       **_ppo_arguments(config, vec_env.envs[0].unwrapped.state_shape))
 
 
-def _save_model(model: Any, run_dir: Path) -> None:
-    buffer = io.BytesIO()
-    model.save(buffer)
-    atomic_write_bytes(run_dir / MODEL_FILE, buffer.getvalue())
+def model_for_spaces(config: TrainConfig, observation_space: Any, action_space: Any, state_shape: Any,
+                     device: str) -> Any:
+    """The ``MaskablePPO`` model of :func:`build_model` without an env (for ``predict``), as SB3's ``load`` builds it.
+
+    Like ``MaskablePPO.load``, this reseeds torch, numpy and ``random`` with ``config.seed``.
+    """
+    from sb3_contrib import MaskablePPO
+
+    model = MaskablePPO("MultiInputPolicy", None, device=device, _init_setup_model=False,  # type: ignore[arg-type]
+                        **_ppo_arguments(config, state_shape))
+    model.observation_space, model.action_space, model.n_envs = observation_space, action_space, config.n_envs
+    model._setup_model()
+    return model
 
 
 def _run_info(config: TrainConfig, vec_env: Any, dataset: Any, num_timesteps: int, **extra: Any) -> dict[str, Any]:
@@ -116,41 +156,16 @@ def _run_info(config: TrainConfig, vec_env: Any, dataset: Any, num_timesteps: in
         "dataset": {"name": dataset.name, "n_samples": len(dataset)},
         "split": {"train": [0, config.n_train], "held_out": [config.n_train, len(dataset)]},
         "state_shape": list(env.state_shape),
+        "spaces": {"observation": space_to_json(vec_env.observation_space),
+                   "action": space_to_json(vec_env.action_space)},
         "num_timesteps": int(num_timesteps),
         **extra,
     }
 
 
-def _write_run_info(run_dir: Path, info: dict[str, Any]) -> None:
-    atomic_write_bytes(run_dir / RUN_CONFIG, json.dumps(info, indent=2).encode())
-
-
-def read_run_info(run_dir: str | Path) -> dict[str, Any]:
-    """Read and validate ``DIR/config.json``.
-
-    Raises:
-        ValueError: If the folder or file is missing, unreadable or not an AlignSAM run.
-    """
-    run_dir = Path(run_dir)
-    path = run_dir / RUN_CONFIG
-    if not run_dir.is_dir():
-        raise ValueError(f"Expected an AlignSAM run folder (from `sam-gym train`), "
-                         f"got {str(run_dir)!r}: no such folder")
-    if not path.is_file():
-        raise ValueError(f"Expected {path} in the AlignSAM run folder (written by `sam-gym train`), got no such file")
-    try:
-        info = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"Expected {path} to be valid JSON, could not read it: {exc}") from exc
-    if not isinstance(info, dict) or info.get("format") != RUN_FORMAT or info.get("version") != RUN_VERSION:
-        raise ValueError(f"Expected {path} to describe an {RUN_FORMAT} v{RUN_VERSION} run, got "
-                         f"{info.get('format') if isinstance(info, dict) else type(info).__name__}")
-    return info
-
-
-def _resume_config(config: TrainConfig, run_dir: Path) -> TrainConfig:
+def _resume_config(config: TrainConfig, info: dict[str, Any]) -> TrainConfig:
     """The saved config with the new ``timesteps``; other differences are an error."""
-    saved = TrainConfig.from_dict(read_run_info(run_dir)["config"])
+    saved = TrainConfig.from_dict(info["config"], require_all=True)
     new, old = config.to_dict(), saved.to_dict()
     changed = sorted(k for k in new if new[k] != old[k] and k not in _RESUMABLE_CHANGES)
     if changed:
@@ -159,6 +174,74 @@ def _resume_config(config: TrainConfig, run_dir: Path) -> TrainConfig:
     for key in _RESUMABLE_CHANGES:
         setattr(saved, key, getattr(config, key))
     return saved
+
+
+def _check_new_run_folder(run_dir: Path) -> None:
+    if (run_dir / LEGACY_MODEL_FILE).exists():
+        raise legacy_run_error(run_dir)
+    if (run_dir / RUN_CONFIG).exists():
+        raise ValueError(f"Expected a new run folder, but {run_dir} holds a run ({RUN_CONFIG}); "
+                         f"pass --resume or another --out")
+
+
+def _check_spaces(saved: dict[str, Any], vec_env: Any, run_dir: Path) -> None:
+    """The resumed run's env must have the saved observation and action spaces."""
+    observation = space_from_json(saved["spaces"]["observation"])
+    action = space_from_json(saved["spaces"]["action"])
+    different = sorted(k for k in observation.spaces if vec_env.observation_space.spaces.get(k) != observation[k])
+    different += sorted(set(vec_env.observation_space.spaces) - set(observation.spaces))
+    if vec_env.action_space != action:
+        different.append("action")
+    if different:
+        raise ValueError(f"Expected the training env to have the spaces saved in {run_dir}, got different "
+                         f"{different} (another backend or dataset version?)")
+
+
+class _SignalStop:
+    """SIGINT / SIGTERM handling of :func:`train`.
+
+    While ``deferred`` (PPO is learning) the first signal is recorded, and the checkpoint callback
+    stops training after the current step; otherwise, or on a second signal, the handler raises
+    :class:`TrainingInterrupted` at once (the last checkpoint on disk is whole either way).
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.signum: int | None = None
+        self.deferred = False
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        if self.deferred and self.signum is None:
+            self.signum = signum  # no printing here: the handler may interrupt a write to stdout
+            return
+        raise TrainingInterrupted(signum, f"interrupted by {signal.Signals(signum).name} before saving; "
+                                          f"{self._last_checkpoint()}")
+
+    def _last_checkpoint(self) -> str:
+        try:
+            step = read_run_info(self.run_dir)["num_timesteps"]
+        except ValueError:
+            return f"no checkpoint in {self.run_dir} yet (train again without --resume)"
+        return f"the checkpoint of step {step} in {self.run_dir} is whole (continue with --resume)"
+
+    def interrupted(self, step: int) -> TrainingInterrupted:
+        """The exception to raise once the checkpoint of ``step`` is saved after a deferred signal."""
+        assert self.signum is not None
+        return TrainingInterrupted(self.signum, f"interrupted by {signal.Signals(self.signum).name}; checkpoint "
+                                                f"of step {step} saved in {self.run_dir} (continue with --resume)")
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[_SignalStop]:
+        """Handle SIGINT and SIGTERM inside the block (in the main thread only; elsewhere it does nothing)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = {sig: signal.signal(sig, self) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def _warm_up(srm: Any, config: TrainConfig, env: Any) -> dict[str, Any]:
@@ -184,47 +267,55 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
 
     Args:
         config: The run's settings.
-        resume: Continue from ``DIR/alignsam.zip`` (and ``DIR/srm.pt``) up to ``config.timesteps``
-            total steps. The resumed part is seeded from ``seed`` and the step reached, so it is
-            reproducible, but not identical to an uninterrupted run.
+        resume: Continue from the run's last checkpoint up to ``config.timesteps`` total steps. The
+            resumed part is seeded from ``seed`` and the step reached, so it is reproducible, but not
+            identical to an uninterrupted run.
 
     Raises:
         ValueError: On bad settings, or ``resume`` without a compatible checkpoint.
+        TrainingInterrupted: On SIGINT / SIGTERM (after saving a checkpoint when PPO was learning).
     """
+    run_dir = Path(config.out).expanduser()
+    stop = _SignalStop(run_dir)
+    with stop.installed():
+        return _train(config, resume, run_dir, stop)
+
+
+def _train(config: TrainConfig, resume: bool, run_dir: Path, stop: _SignalStop) -> Path:
     import torch
-    from sb3_contrib import MaskablePPO
     from stable_baselines3.common.callbacks import BaseCallback, CallbackList
     from stable_baselines3.common.utils import set_random_seed
 
-    from agents.alignsam.srm import SRM_WEIGHTS, Recalibrator, SRMCallback, SRMConfig
+    from agents.alignsam.srm import Recalibrator, SRMCallback, SRMConfig
 
     config.validate()
-    run_dir = Path(config.out).expanduser()
+    saved: dict[str, Any] = {}
     if resume:
-        config = _resume_config(config, run_dir)
-        if not (run_dir / MODEL_FILE).is_file():
-            raise ValueError(f"Expected a checkpoint {run_dir / MODEL_FILE} to resume from, got no such file")
-    elif (run_dir / MODEL_FILE).exists():
-        raise ValueError(f"Expected a new run folder, but {run_dir / MODEL_FILE} exists; "
-                         f"pass --resume or another --out")
+        if not (run_dir / RUN_CONFIG).is_file() and run_dir.is_dir() and not (run_dir / LEGACY_MODEL_FILE).exists():
+            raise ValueError(f"Expected a checkpoint in {run_dir} to resume from, got none (training stopped "
+                             f"before its first checkpoint?); train again without --resume")
+        saved = read_run_info(run_dir)
+        config = _resume_config(config, saved)
+    else:
+        _check_new_run_folder(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    clean_run_folder(run_dir, keep=saved.get("checkpoint"))
     if config.torch_threads is not None:
         torch.set_num_threads(config.torch_threads)
     set_random_seed(config.seed)
     vec_env, dataset, _ = make_train_env(config)
     device = resolve_device(config.device)
+    model = build_model(config, vec_env, run_dir / "tb")
     if resume:
-        model = MaskablePPO.load(run_dir / MODEL_FILE, env=vec_env, device=device)
-        model.tensorboard_log = str(run_dir / "tb")
-    else:
-        model = build_model(config, vec_env, run_dir / "tb")
+        _check_spaces(saved, vec_env, run_dir)
+        restore_model(model, read_model_state(run_dir, saved, device), checkpoint_dir(run_dir, saved) / MODEL_WEIGHTS)
     vec_env.seed(config.seed + model.num_timesteps)
 
     srm: Recalibrator | None = None
-    warmup: dict[str, Any] = {}
+    warmup: dict[str, Any] = saved.get("srm_warmup", {})
     if config.srm != "none":
-        if resume and (run_dir / SRM_WEIGHTS).is_file():
-            srm = Recalibrator.load(run_dir, device=device)
+        if resume:
+            srm = Recalibrator.load(checkpoint_dir(run_dir, saved), device=device)
         else:
             srm_config = SRMConfig(mode=config.srm, in_channels=int(vec_env.envs[0].unwrapped.state_shape[0]),
                                    size=config.srm_size, text=config.text, clip_model=config.clip_model,
@@ -234,11 +325,9 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
             warmup = _warm_up(srm, config, vec_env.envs[0].unwrapped)
 
     def save_all(num_timesteps: int, **extra: Any) -> None:
-        _save_model(model, run_dir)
-        if srm is not None:
-            srm.save(run_dir)
-        _write_run_info(run_dir, _run_info(config, vec_env, dataset, num_timesteps,
-                                           **({"srm_warmup": warmup} if warmup else {}), **extra))
+        info = _run_info(config, vec_env, dataset, num_timesteps, **({"srm_warmup": warmup} if warmup else {}),
+                         **extra)
+        write_checkpoint(run_dir, info, model_state(model), None if srm is None else srm.save)
 
     class _Checkpoint(BaseCallback):
         def __init__(self) -> None:
@@ -246,6 +335,10 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
             self.last = model.num_timesteps
 
         def _on_step(self) -> bool:
+            if stop.signum is not None:
+                print(f"\n{signal.Signals(stop.signum).name}: stopping to save a checkpoint (send it again to stop "
+                      f"without saving)", flush=True)
+                return False
             if self.num_timesteps - self.last >= config.checkpoint_every:
                 self.last = self.num_timesteps
                 save_all(self.num_timesteps, complete=False)
@@ -258,8 +351,14 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         callbacks.insert(0, SRMCallback(srm, config.q))
     start, done_before = time.perf_counter(), model.num_timesteps
     if remaining > 0:
+        stop.deferred = True
         model.learn(total_timesteps=remaining, callback=CallbackList(callbacks), progress_bar=config.progress_bar,
                     reset_num_timesteps=not resume, tb_log_name="alignsam")
+        stop.deferred = False
+    if stop.signum is not None and model.num_timesteps < config.timesteps:
+        save_all(model.num_timesteps, complete=False)
+        vec_env.close()
+        raise stop.interrupted(model.num_timesteps)
     seconds = time.perf_counter() - start
     steps_per_second = (model.num_timesteps - done_before) / seconds if seconds > 0 else 0.0
     save_all(model.num_timesteps, complete=True, train_seconds=round(seconds, 2),
@@ -282,10 +381,11 @@ def train_or_reuse(config: TrainConfig) -> tuple[Path, bool]:
         ``(run folder, reused)``.
 
     Raises:
-        ValueError: If ``config.out`` holds a run made with other settings (delete it or pick another folder).
+        ValueError: If ``config.out`` holds a run made with other settings (delete it or pick another folder),
+            or a run of the old format (see :func:`agents.alignsam.run_format.legacy_run_error`).
     """
     run_dir = Path(config.out)
-    if not (run_dir / RUN_CONFIG).is_file():
+    if not (run_dir / RUN_CONFIG).is_file() and not (run_dir / LEGACY_MODEL_FILE).exists():
         return train(config), False
     info = read_run_info(run_dir)
     ignore = _RESUMABLE_CHANGES - {"timesteps"}
@@ -296,6 +396,6 @@ def train_or_reuse(config: TrainConfig) -> tuple[Path, bool]:
         details = ", ".join(f"{k}: saved {saved.get(k)!r}, given {wanted.get(k)!r}" for k in changed)
         raise ValueError(f"Expected {run_dir} to hold a run with the same settings, got different {details}; "
                          "delete the folder or choose another one")
-    if info.get("complete"):
+    if info["complete"]:
         return run_dir, True
-    return train(config, resume=(run_dir / MODEL_FILE).is_file()), False
+    return train(config, resume=True), False
