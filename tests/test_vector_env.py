@@ -12,7 +12,7 @@ import sam_gym  # noqa: F401  (registers the envs)
 from sam_gym.backends.base import PromptableSegmenter
 from sam_gym.data import SyntheticShapes
 from sam_gym.envs import SamPromptEnv
-from sam_gym.envs.vector_env import SamPromptVectorEnv, make_sb3_vec_env
+from sam_gym.envs.vector_env import SamPromptVectorEnv
 
 SMALL = dict(dataset="synthetic-shapes", dataset_kwargs=dict(n=6))
 
@@ -162,6 +162,8 @@ def test_bad_arguments():
 
 def test_sb3_adapter_terminal_observation_and_masks():
     pytest.importorskip("stable_baselines3")
+    from sam_gym.envs.sb3 import make_sb3_vec_env
+
     venv = make_sb3_vec_env(2, max_clicks=2, **SMALL)
     venv.seed(5)
     obs = venv.reset()
@@ -183,6 +185,8 @@ def test_sb3_ppo_and_maskable_ppo_learn_through_the_adapter():
     from sb3_contrib import MaskablePPO
     from sb3_contrib.common.maskable.utils import get_action_masks
     from stable_baselines3 import PPO
+
+    from sam_gym.envs.sb3 import make_sb3_vec_env
 
     venv = make_sb3_vec_env(2, max_clicks=5, **SMALL)
     model = PPO("MultiInputPolicy", venv, n_steps=32, batch_size=32, n_epochs=1, seed=0, device="cpu")
