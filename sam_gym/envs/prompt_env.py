@@ -144,6 +144,26 @@ class _Episode:
             return 0.0
         return iou(self.mask(), self.sample.target, self.sample.void)
 
+    def view(self, *, backend: PromptableSegmenter, max_clicks: int, np_random: np.random.Generator,
+             fresh_iou: bool) -> EpisodeView:
+        """The episode as an :class:`EpisodeView`; ``fresh_iou`` computes the IoU (``info_iou="none"``)."""
+        return EpisodeView(
+            sample=self.sample,
+            embedding=self.embedding,
+            backend=backend,
+            grid=self.grid,
+            points=np.asarray(self.points, dtype=np.float32).reshape(-1, 2),
+            labels=np.asarray(self.labels, dtype=np.int64),
+            n_init=self.n_init,
+            n_clicks=self.n_clicks,
+            max_clicks=max_clicks,
+            prediction=self.prediction,
+            mask_logits=self.logits,
+            mask=self.mask(),
+            iou=self.full_iou() if fresh_iou else self.iou,
+            np_random=np_random,
+        )
+
 
 @dataclass(frozen=True)
 class _PendingStep:
@@ -433,14 +453,14 @@ class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
             raise ValueError(f"Expected multimask to be 'auto', True or False, got {multimask!r}")
         if not _is_choice(info_iou, ("full", "none")):
             raise ValueError(f"Expected info_iou to be 'full' or 'none', got {info_iou!r}")
-        if info_iou == "none" and (reward == "iou_gain" or target_iou is not None):
-            raise ValueError("Expected info_iou='full' with reward='iou_gain' or target_iou (they need the IoU "
-                             f"every step), got info_iou='none', reward={reward!r}, target_iou={target_iou!r}")
         for name, kwargs in (("backend_kwargs", backend_kwargs), ("dataset_kwargs", dataset_kwargs)):
             if kwargs is not None and not (isinstance(kwargs, Mapping) and all(isinstance(k, str) for k in kwargs)):
                 raise ValueError(f"Expected {name} to be None or a dict of keyword arguments, got {kwargs!r}")
         if cache is not None and not isinstance(cache, EmbeddingCache):
             raise ValueError(f"Expected cache to be None or an EmbeddingCache, got {cache!r}")
+        if info_iou == "none" and (reward == "iou_gain" or target_iou is not None):
+            raise ValueError("Expected info_iou='full' with reward='iou_gain' or target_iou (they need the IoU "
+                             f"every step), got info_iou='none', reward={reward!r}, target_iou={target_iou!r}")
 
     def check_reset(self, *, seed: Any = None, options: Any = None) -> None:
         """Raise the error :meth:`reset` would raise for ``seed`` and ``options``, changing nothing.
@@ -699,7 +719,8 @@ class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
             cell, label = (int(v) for v in numbers)
             x, y = grid.cell_to_point(cell)
             return x, y, cell, label
-        point = None if numbers is None else numbers.astype(np.float32)
+        with np.errstate(over="ignore"):  # a huge number becomes inf, which the space refuses
+            point = None if numbers is None else numbers.astype(np.float32)
         if point is None or not self.action_space.contains(point):
             raise ValueError(f"Expected an action in {self.action_space} (numbers (u, v, label)), got {action!r}")
         u, v, lab = (float(t) for t in point)
@@ -761,22 +782,8 @@ class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
             episode.iou = episode.full_iou()
 
     def _view(self, episode: _Episode) -> EpisodeView:
-        return EpisodeView(
-            sample=episode.sample,
-            embedding=episode.embedding,
-            backend=self.backend,
-            grid=episode.grid,
-            points=np.asarray(episode.points, dtype=np.float32).reshape(-1, 2),
-            labels=np.asarray(episode.labels, dtype=np.int64),
-            n_init=episode.n_init,
-            n_clicks=episode.n_clicks,
-            max_clicks=self.max_clicks,
-            prediction=episode.prediction,
-            mask_logits=episode.logits,
-            mask=episode.mask(),
-            iou=episode.full_iou() if self.info_iou == "none" else episode.iou,
-            np_random=self.np_random,
-        )
+        return episode.view(backend=self.backend, max_clicks=self.max_clicks, np_random=self.np_random,
+                            fresh_iou=self.info_iou == "none")
 
     def _observation(self, episode: _Episode) -> dict[str, np.ndarray]:
         state, mask = self.backend.observe(episode.embedding, episode.logits, self._pool_hw,
@@ -827,7 +834,7 @@ def _number_array(value: Any) -> np.ndarray | None:
         return None
     try:
         array = np.asarray(value)
-    except (ValueError, TypeError):  # ragged nesting, or an object that refuses conversion
+    except (ValueError, TypeError, OverflowError):  # ragged nesting, or an object that refuses conversion
         return None
     if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
         return None

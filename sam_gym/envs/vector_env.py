@@ -139,13 +139,14 @@ class SamPromptVectorEnv(VectorEnv):
     def step(self, actions: Any) -> tuple[Obs, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """Step every sub-env with one batched decoder call (see the class docstring for autoreset).
 
+        Every action and every sub-env's state is checked (:meth:`SamPromptEnv.check_step`) before
+        the first sub-env is stepped: a refused batch changes no sub-env, so a corrected retry gives
+        what a first call would have given.
+
         Raises:
             ValueError: For a batch of the wrong length or an invalid action of any sub-env.
             RuntimeError: Before :meth:`reset`, or when a sub-env's episode ended without an autoreset
                 (it was stepped on its own).
-
-            In both cases no sub-env has changed: every action and every sub-env's state is checked
-            before the first one is stepped, so a corrected retry gives the result a first call would.
         """
         actions = self._split_actions(actions)
         for i, env in enumerate(self.envs):
