@@ -564,7 +564,7 @@ class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
         if prediction is not None:
             self._apply(episode, prediction)
         sample = episode.sample
-        info = {
+        info: dict[str, Any] = {
             "image_id": sample.image_id,
             "instance_id": sample.instance_id,
             "class_id": sample.class_id,
@@ -748,14 +748,14 @@ class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
                 k = int(self.np_random.integers(rows.size))
                 prompts.append((cols[k] + 0.5, rows[k] + 0.5, label))
             return prompts
-        prompts = [tuple(p) for p in self.init_prompts(self._view(episode))]  # type: ignore[operator]
+        placed = [tuple(p) for p in self.init_prompts(self._view(episode))]  # type: ignore[operator]
         height, width = sample.target.shape
-        if len(prompts) > MAX_INIT_PROMPTS or any(
-            len(p) != 3 or p[2] not in (0, 1) or not (0 <= p[0] <= width and 0 <= p[1] <= height) for p in prompts
+        if len(placed) > MAX_INIT_PROMPTS or any(
+            len(p) != 3 or p[2] not in (0, 1) or not (0 <= p[0] <= width and 0 <= p[1] <= height) for p in placed
         ):
             raise ValueError(f"Expected the init_prompts callable to return at most {MAX_INIT_PROMPTS} "
-                             f"(x, y, label) prompts inside the {width}x{height} image, label 0/1, got {prompts!r}")
-        return [(float(x), float(y), int(lab)) for x, y, lab in prompts]
+                             f"(x, y, label) prompts inside the {width}x{height} image, label 0/1, got {placed!r}")
+        return [(float(x), float(y), int(lab)) for x, y, lab in placed]
 
     def _request(self, episode: _Episode, click: tuple[float, float, int] | None = None) -> DecodeRequest:
         """The decoder call for the episode's prompts (and ``click``), the previous logits fed back as mask input."""

@@ -181,9 +181,9 @@ class SamPromptVectorEnv(VectorEnv):
                 obs[i] = o
         infos = self._vector_info(self.infos_per_env)
         if self.autoreset_mode == AutoresetMode.SAME_STEP and done.any():
-            for i in np.flatnonzero(done):
+            for i in np.flatnonzero(done).tolist():
                 final_obs, final_info = self.final[i]  # type: ignore[misc]
-                infos = self._add_info(infos, {"final_obs": final_obs, "final_info": final_info}, int(i))
+                infos = self._add_info(infos, {"final_obs": final_obs, "final_info": final_info}, i)
         return stack_observations(obs), rewards, terminations, truncations, infos
 
     def action_masks(self) -> np.ndarray:
