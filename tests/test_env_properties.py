@@ -250,7 +250,7 @@ def apply(env: Any, kind: str, arg: Any) -> Any:
 
 
 def assert_refused(call: Callable[[], Any], expected: tuple[type[Exception], ...]) -> None:
-    with pytest.raises(Exception) as info:  # noqa: PT011 (the type is checked just below, with the message)
+    with pytest.raises((*ERRORS, RuntimeError)) as info:
         call()
     message = str(info.value)
     assert isinstance(info.value, expected), f"{type(info.value).__name__}: {message}"
