@@ -263,8 +263,8 @@ class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
     * Termination: with ``target_iou`` set, when the IoU reaches it.
     * Truncation: after ``max_clicks`` agent clicks (default 15, the paper's T). The env owns the
       click budget; it is registered without a ``TimeLimit``.
+    * Either way the episode is over: :meth:`step` raises ``RuntimeError`` until :meth:`reset`.
 
-    After either, :meth:`step` raises ``RuntimeError`` until :meth:`reset`.
     ``info["is_success"]`` is set at episode end: IoU >= ``target_iou`` (0.85 when not set).
 
     ## Info
