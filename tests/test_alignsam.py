@@ -241,7 +241,7 @@ def test_policy_runs_through_run_episodes(run_dir: Path) -> None:
     assert len(records) == 2
     for record in records:
         assert len(record.ious) == 15 and len(record.labels) == 15
-        cells = {env.unwrapped._grid.point_to_cell(x, y) for x, y in record.points}
+        cells = {env.episode_view().grid.point_to_cell(x, y) for x, y in record.points}
         assert len(cells) == 15  # masked: never a repeated patch
     with pytest.raises(ValueError, match="label_mode"):
         policy.bind(SamPromptEnv(dataset="synthetic-shapes"))

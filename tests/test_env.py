@@ -217,6 +217,15 @@ def test_observation_shapes_and_state_pooling():
         (dict(state_pool="max"), "state_pool"),
         (dict(backend="sam_vit_x"), "backend"),
         (dict(dataset="/no/such/folder"), "no such directory"),
+        # booleans are not integers or numbers here (they used to pass as 1 / 0)
+        (dict(grid=(True, True)), "grid"),
+        (dict(max_clicks=True), "max_clicks"),
+        (dict(target_iou=True), "target_iou"),
+        (dict(state_pool=True), "state_pool"),
+        (dict(mask_obs_size=True), "mask_obs_size"),
+        (dict(multimask=1), "multimask"),
+        (dict(backend_kwargs=["device"]), "backend_kwargs"),
+        (dict(cache="cache"), "cache"),
     ],
 )
 def test_bad_arguments_fail_at_construction(kwargs, match):
@@ -235,6 +244,72 @@ def test_bad_actions_and_options():
         env.reset(options={"image": 1})
     with pytest.raises(ValueError, match=r"index.*\[0, 6\)"):
         env.reset(options={"index": 6})
+
+
+def test_step_after_termination_raises_like_after_truncation():
+    env = make(target_iou=0.05, init_prompts="none")
+    env.reset(seed=0, options={"index": 0})
+    view = env.episode_view()
+    on = next(a for a in range(100) if view.sample.target[view.grid.pixel(*view.grid.cell_to_point(a))])
+    terminated = env.step(on)[2]
+    assert terminated
+    with pytest.raises(RuntimeError, match=r"terminated .*call reset\(\)"):
+        env.step((on + 1) % 100)
+    assert env.episode_view().n_clicks == 1
+    env.reset(seed=1)
+    env.step(0)  # a reset starts a new episode
+
+
+@pytest.mark.parametrize(
+    ("action_mode", "action"),
+    [
+        ("patch", True),
+        ("patch", np.True_),
+        ("patch", 5.0),
+        ("patch", np.array(5.0)),
+        ("patch", 2**70),
+        ("patch_label", [5.7, 0.9]),  # used to be cast to patch 5, label 0
+        ("patch_label", np.array([5.0, 1.0])),
+        ("patch_label", [5, True]),
+        ("patch_label", [[5], [1, 2]]),
+        ("patch_label", [5, "1"]),
+        ("point", [True, False, True]),
+        ("point", np.ones(3, dtype=bool)),
+        ("point", ["0.5", "0.5", "1"]),
+        ("point", [0.5, [0.5], 1.0]),
+    ],
+)
+def test_actions_are_refused_not_cast(action_mode, action):
+    env = make(action_mode=action_mode, init_prompts="none")
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="Expected an action in"):
+        env.step(action)
+    assert env.episode_view().n_clicks == 0 and len(env.episode_view().points) == 0
+
+
+def test_integer_and_number_actions_are_accepted():
+    env = make(action_mode="patch_label", init_prompts="none")
+    env.reset(seed=0)
+    assert env.step([5, 1])[4]["label"] == 1 and env.step(np.array([6, 0], dtype=np.uint8))[4]["label"] == 0
+    env = make(action_mode="point", init_prompts="none")
+    env.reset(seed=0)
+    assert env.step([1, 0, 1])[4]["label"] == 1  # integers are numbers in [0, 1] too
+    env = make()
+    env.reset(seed=0)
+    assert env.step(np.int64(3))[4]["n_clicks"] == 1 and env.step(np.array(4))[4]["n_clicks"] == 2
+
+
+def test_refused_reset_changes_nothing():
+    env = make()
+    env.reset(seed=0)
+    env.step(3)
+    rng_state = env.np_random.bit_generator.state
+    for kwargs in (dict(seed=5, options={"index": 99}), dict(seed=-1), dict(seed=True), dict(seed=1.5),
+                   dict(options=5), dict(options={"index": True}), dict(options={"index": 1.0})):
+        with pytest.raises(ValueError, match="Expected (seed|options)"):
+            env.reset(**kwargs)
+    assert env.np_random.bit_generator.state == rng_state  # not reseeded by the refused seed=5
+    assert env.episode_view().n_clicks == 1
 
 
 def test_dataset_object_and_backend_instance_are_shared():

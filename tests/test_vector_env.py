@@ -12,7 +12,7 @@ import sam_gym  # noqa: F401  (registers the envs)
 from sam_gym.backends.base import PromptableSegmenter
 from sam_gym.data import SyntheticShapes
 from sam_gym.envs import SamPromptEnv
-from sam_gym.envs.vector_env import SamPromptVectorEnv, make_sb3_vec_env
+from sam_gym.envs.vector_env import SamPromptVectorEnv
 
 SMALL = dict(dataset="synthetic-shapes", dataset_kwargs=dict(n=6))
 
@@ -160,8 +160,67 @@ def test_bad_arguments():
         vector.reset(seed=[1, 2, 3])
 
 
+def _assert_same_step(got: tuple, want: tuple) -> None:
+    obs_a, *rest_a, info_a = got
+    obs_b, *rest_b, info_b = want
+    for key in obs_b:
+        np.testing.assert_array_equal(obs_a[key], obs_b[key], err_msg=key)
+    for a, b in zip(rest_a, rest_b, strict=True):
+        np.testing.assert_array_equal(a, b)
+    _assert_same_info(info_a, info_b, atol=0.0)
+
+
+@pytest.mark.parametrize("mode", ["next_step", "same_step"])
+def test_refused_step_changes_no_sub_env_and_a_retry_equals_a_fresh_env(mode):
+    refused = SamPromptVectorEnv(2, autoreset_mode=mode, max_clicks=3, **SMALL)
+    fresh = SamPromptVectorEnv(2, autoreset_mode=mode, max_clicks=3, **SMALL)
+    for env in (refused, fresh):
+        env.reset(seed=4)
+        env.step([1, 2])
+    for bad in ([5, 100], [5, True], [5, 6.0], [5, [6]], np.array([5, -1])):
+        with pytest.raises(ValueError, match=r"sub-env 1; no sub-env was changed"):
+            refused.step(bad)
+    assert refused.envs[0].episode_view().n_clicks == 1 and refused.action_masks()[0].sum() == 99
+    for actions in ([5, 6], [5, 7], [8, 9], [5, 6]):  # crosses the episode end (3 clicks) and the autoreset
+        _assert_same_step(refused.step(actions), fresh.step(actions))
+
+
+def test_refused_step_leaves_an_autoresetting_sub_env_alone():
+    """Sub-env 0 terminated (it resets on the next step), sub-env 1's next action is invalid."""
+    kwargs = dict(target_iou=0.05, init_prompts="none", **SMALL)
+    refused, fresh = SamPromptVectorEnv(2, **kwargs), SamPromptVectorEnv(2, **kwargs)
+    for env in (refused, fresh):
+        env.reset(seed=0, options={"index": 0})
+    view = refused.envs[0].episode_view()
+    on_target = [bool(view.sample.target[view.grid.pixel(*view.grid.cell_to_point(a))]) for a in range(100)]
+    first = [on_target.index(True), on_target.index(False)]  # sub-env 1 clicks background: IoU 0
+    for env in (refused, fresh):
+        _, _, terminated, _, _ = env.step(first)
+    assert terminated.tolist() == [True, False]
+    with pytest.raises(ValueError, match="Expected an action in"):
+        refused.step([0, 100])
+    for actions in ([0, first[1] + 1], [1, 2]):
+        _assert_same_step(refused.step(actions), fresh.step(actions))
+
+
+def test_refused_reset_changes_no_sub_env():
+    refused = SamPromptVectorEnv(2, max_clicks=3, **SMALL)
+    fresh = SamPromptVectorEnv(2, max_clicks=3, **SMALL)
+    for env in (refused, fresh):
+        env.reset(seed=4)
+        env.step([1, 2])
+    for kwargs in (dict(seed=[0, -1]), dict(seed=[0, True]), dict(seed=True), dict(seed=1.5),
+                   dict(seed=0, options={"index": 6}), dict(options={"image": 0})):
+        with pytest.raises(ValueError, match="Expected"):
+            refused.reset(**kwargs)
+    _assert_same_step(refused.step([3, 4]), fresh.step([3, 4]))
+    _assert_same_step(refused.reset(seed=[7, 8], options={"index": 2}), fresh.reset(seed=[7, 8], options={"index": 2}))
+
+
 def test_sb3_adapter_terminal_observation_and_masks():
     pytest.importorskip("stable_baselines3")
+    from sam_gym.envs.sb3 import make_sb3_vec_env
+
     venv = make_sb3_vec_env(2, max_clicks=2, **SMALL)
     venv.seed(5)
     obs = venv.reset()
@@ -183,6 +242,8 @@ def test_sb3_ppo_and_maskable_ppo_learn_through_the_adapter():
     from sb3_contrib import MaskablePPO
     from sb3_contrib.common.maskable.utils import get_action_masks
     from stable_baselines3 import PPO
+
+    from sam_gym.envs.sb3 import make_sb3_vec_env
 
     venv = make_sb3_vec_env(2, max_clicks=5, **SMALL)
     model = PPO("MultiInputPolicy", venv, n_steps=32, batch_size=32, n_epochs=1, seed=0, device="cpu")

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import gymnasium as gym
 import numpy as np
@@ -102,6 +102,86 @@ class DecodeRequest:
     multimask: bool
 
 
+@dataclass(eq=False)
+class _Episode:
+    """The state of one episode: what :meth:`SamPromptEnv.reset` starts and each click changes.
+
+    Points are ``(x, y)`` image pixels; ``pixel`` and mask indices are ``(row, col)``; cells index
+    the patch grid row-major.
+    """
+
+    sample: Sample
+    index: int
+    grid: PatchGrid
+    embedding: Embedding
+    #: ``(rows * cols,)`` bool, the patches the agent clicked.
+    clicked_cells: np.ndarray
+    #: ``(row, col)`` pixels the agent clicked (the repeat test of ``point`` mode).
+    clicked_pixels: set[tuple[int, int]] = field(default_factory=set)
+    #: ``(x, y)`` prompts so far, initial prompts first, and their 1/0 labels.
+    points: list[tuple[float, float]] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+    n_init: int = 0
+    n_clicks: int = 0
+    prediction: Prediction | None = None
+    #: The chosen proposal's ``(1, h, w)`` low-res logits, fed back as the next mask input.
+    logits: Any = None
+    iou: float = 0.0
+    #: Whether the last click terminated or truncated the episode (then ``step`` needs a reset).
+    ended: bool = False
+    empty_mask: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.empty_mask = np.zeros(self.sample.target.shape, dtype=bool)
+
+    def mask(self) -> np.ndarray:
+        """The current ``(H, W)`` bool mask, indexed ``[row, col]`` (full resolution, memoised by the prediction)."""
+        return self.empty_mask if self.prediction is None else self.prediction.mask(self.prediction.best)
+
+    def full_iou(self) -> float:
+        """IoU of the current full-resolution mask with the target, void excluded."""
+        if self.prediction is None:
+            return 0.0
+        return iou(self.mask(), self.sample.target, self.sample.void)
+
+    def view(self, *, backend: PromptableSegmenter, max_clicks: int, np_random: np.random.Generator,
+             fresh_iou: bool) -> EpisodeView:
+        """The episode as an :class:`EpisodeView`; ``fresh_iou`` computes the IoU (``info_iou="none"``)."""
+        return EpisodeView(
+            sample=self.sample,
+            embedding=self.embedding,
+            backend=backend,
+            grid=self.grid,
+            points=np.asarray(self.points, dtype=np.float32).reshape(-1, 2),
+            labels=np.asarray(self.labels, dtype=np.int64),
+            n_init=self.n_init,
+            n_clicks=self.n_clicks,
+            max_clicks=max_clicks,
+            prediction=self.prediction,
+            mask_logits=self.logits,
+            mask=self.mask(),
+            iou=self.full_iou() if fresh_iou else self.iou,
+            np_random=np_random,
+        )
+
+
+@dataclass(frozen=True)
+class _PendingStep:
+    """A click that :meth:`SamPromptEnv.prepare_step` checked and :meth:`SamPromptEnv.finish_step` commits.
+
+    ``(x, y)`` is the point in image pixels, ``pixel`` its ``(row, col)``, ``cell`` its patch.
+    """
+
+    x: float
+    y: float
+    cell: int
+    label: int
+    pixel: tuple[int, int]
+    repeat: bool
+
+
+_P = TypeVar("_P", _Episode, _PendingStep)
+
 #: ``label_mode`` callable: ``(view, (x, y)) -> 0 | 1``.
 LabelFn = Callable[[EpisodeView, tuple[float, float]], int]
 #: ``init_prompts`` callable: ``view -> [(x, y, label), ...]`` (at most ``MAX_INIT_PROMPTS``).
@@ -147,6 +227,9 @@ class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
     ``action_mode="point"``: ``Box(0, 1, (3,), float32)``: ``(u, v, l)`` with ``(x, y) = (u W, v H)``
     and label ``1`` if ``l >= 0.5`` else ``0``, for policies that click at exact pixels.
 
+    An action outside the space raises ``ValueError`` and changes nothing; nothing is cast: booleans
+    are refused everywhere, and so are floats in the discrete modes (``[5.7, 0.9]`` is not patch 5).
+
     ## Observation Space
 
     A flat ``Dict`` (SB3's ``MultiInputPolicy`` and checkers accept it without warnings):
@@ -162,9 +245,9 @@ class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
     average-pooled to ``gh x gw`` cells aligned with the patches and flattened channel-major from
     ``(C, gh, gw)``. ``clicks`` holds ``K = max_clicks + 2`` rows, label 1/0, padding rows
     ``(0, 0, -1)``. ``C x 64 x 64`` is the backend's ``embedding_shape`` (SAM: 256 x 64 x 64). ``state_pool="grid"``
-    (default) pools to the action grid: 100 KB per step for SAM on a 10 x 10 grid, so a PPO buffer of
-    2048 x 8 steps takes about 1.7 GB. ``state_pool="full"`` keeps the paper's full map (4 MiB per
-    step for SAM); an integer ``n`` pools to ``n x n``. ``env.unwrapped.state_shape`` gives
+    (default) pools to the action grid, ``64 * 64 / (rows * cols)`` times smaller than the paper's
+    full map, which ``state_pool="full"`` keeps (what that means for a PPO buffer is worked out in
+    ``docs/benchmarks.md``); an integer ``n`` pools to ``n x n``. ``env.unwrapped.state_shape`` gives
     ``(C, gh, gw)`` for un-flattening.
 
     ## Rewards
@@ -189,6 +272,7 @@ class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
     * Termination: with ``target_iou`` set, when the IoU reaches it.
     * Truncation: after ``max_clicks`` agent clicks (default 15, the paper's T). The env owns the
       click budget; it is registered without a ``TimeLimit``.
+    * Either way the episode is over: :meth:`step` raises ``RuntimeError`` until :meth:`reset`.
 
     ``info["is_success"]`` is set only in the info of the episode's last step (termination or
     truncation, not at reset and not on a ``TimeLimit`` wrapper's cut): ``True`` when the IoU of the
@@ -289,8 +373,11 @@ class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
         cache: EmbeddingCache | None = None,
         info_iou: InfoIou = "full",
     ) -> None:
-        self._check_arguments(grid, max_clicks, reward, label_mode, init_prompts, target_iou, render_mode,
-                              action_mode, state_pool, mask_obs_size, multimask, info_iou)
+        self._check_arguments(grid=grid, max_clicks=max_clicks, reward=reward, label_mode=label_mode,
+                              init_prompts=init_prompts, target_iou=target_iou, render_mode=render_mode,
+                              action_mode=action_mode, state_pool=state_pool, mask_obs_size=mask_obs_size,
+                              multimask=multimask, info_iou=info_iou, backend_kwargs=backend_kwargs,
+                              dataset_kwargs=dataset_kwargs, cache=cache)
         self.dataset = make_dataset(dataset, **(dataset_kwargs or {}))
         if len(self.dataset) == 0:
             raise ValueError(f"Expected a non-empty dataset, got {self.dataset!r} with no sample")
@@ -315,10 +402,10 @@ class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
         self.reward_mode = reward
         self.label_mode = label_mode
         self.init_prompts = init_prompts
-        self.target_iou = target_iou
+        self.target_iou = None if target_iou is None else float(target_iou)
         self.render_mode = render_mode
         self.action_mode: ActionMode = action_mode
-        self.multimask = multimask
+        self.multimask = multimask if multimask == "auto" else bool(multimask)
         self.mask_obs_size = int(mask_obs_size)
         self.info_iou: InfoIou = info_iou
         c, eh, ew = self.backend.embedding_shape
@@ -348,43 +435,92 @@ class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
             }
         )
         self._empty_clicks = np.tile(np.array([0.0, 0.0, -1.0], dtype=np.float32), (self.max_prompts, 1))
-        self._sample: Sample | None = None
-        self._pending: tuple[str, Any] | None = None
+        self._episode: _Episode | None = None
+        #: What ``finish_reset`` / ``finish_step`` will commit: the new episode, or the click.
+        self._pending: _Episode | _PendingStep | None = None
 
     # ------------------------------------------------------------------ validation
     @staticmethod
-    def _check_arguments(grid: Any, max_clicks: Any, reward: Any, label_mode: Any, init_prompts: Any,
+    def _check_arguments(*, grid: Any, max_clicks: Any, reward: Any, label_mode: Any, init_prompts: Any,
                          target_iou: Any, render_mode: Any, action_mode: Any, state_pool: Any,
-                         mask_obs_size: Any, multimask: Any, info_iou: Any = "full") -> None:
+                         mask_obs_size: Any, multimask: Any, info_iou: Any, backend_kwargs: Any,
+                         dataset_kwargs: Any, cache: Any) -> None:
         if (not isinstance(grid, (tuple, list)) or len(grid) != 2
-                or not all(isinstance(g, (int, np.integer)) and g >= 1 for g in grid)):
+                or not all(_is_int(g) and g >= 1 for g in grid)):
             raise ValueError(f"Expected grid to be (rows, cols) of positive integers, got {grid!r}")
-        if not isinstance(max_clicks, (int, np.integer)) or max_clicks < 1:
+        if not _is_int(max_clicks) or max_clicks < 1:
             raise ValueError(f"Expected max_clicks to be a positive integer, got {max_clicks!r}")
-        if reward not in ("alignsam", "iou_gain"):
+        if not _is_choice(reward, ("alignsam", "iou_gain")):
             raise ValueError(f"Expected reward to be 'alignsam' or 'iou_gain', got {reward!r}")
-        if not (callable(label_mode) or label_mode in ("oracle", "positive")):
+        if not (callable(label_mode) or _is_choice(label_mode, ("oracle", "positive"))):
             raise ValueError(f"Expected label_mode to be 'oracle', 'positive' or a callable, got {label_mode!r}")
-        if not (callable(init_prompts) or init_prompts in ("gt_pair", "none")):
+        if not (callable(init_prompts) or _is_choice(init_prompts, ("gt_pair", "none"))):
             raise ValueError(f"Expected init_prompts to be 'gt_pair', 'none' or a callable, got {init_prompts!r}")
-        if target_iou is not None and not (isinstance(target_iou, (int, float)) and 0.0 < target_iou <= 1.0):
+        if target_iou is not None and not (_is_real(target_iou) and 0.0 < target_iou <= 1.0):
             raise ValueError(f"Expected target_iou to be None or a number in (0, 1], got {target_iou!r}")
-        if render_mode is not None and render_mode not in SamPromptEnv.metadata["render_modes"]:
-            raise ValueError(f"Expected render_mode to be None or one of "
-                             f"{SamPromptEnv.metadata['render_modes']}, got {render_mode!r}")
-        if action_mode not in ("patch", "patch_label", "point"):
+        render_modes = tuple(SamPromptEnv.metadata["render_modes"])
+        if render_mode is not None and not _is_choice(render_mode, render_modes):
+            raise ValueError(f"Expected render_mode to be None or one of {list(render_modes)}, got {render_mode!r}")
+        if not _is_choice(action_mode, ("patch", "patch_label", "point")):
             raise ValueError(f"Expected action_mode to be 'patch', 'patch_label' or 'point', got {action_mode!r}")
-        if not (state_pool in ("grid", "full") or (isinstance(state_pool, (int, np.integer)) and state_pool >= 1)):
+        if not (_is_choice(state_pool, ("grid", "full")) or (_is_int(state_pool) and state_pool >= 1)):
             raise ValueError(f"Expected state_pool to be 'grid', 'full' or a positive integer, got {state_pool!r}")
-        if not isinstance(mask_obs_size, (int, np.integer)) or not 8 <= mask_obs_size <= 256:
+        if not _is_int(mask_obs_size) or not 8 <= mask_obs_size <= 256:
             raise ValueError(f"Expected mask_obs_size to be an integer in [8, 256], got {mask_obs_size!r}")
-        if multimask not in ("auto", True, False):
+        if not (_is_choice(multimask, ("auto",)) or isinstance(multimask, (bool, np.bool_))):
             raise ValueError(f"Expected multimask to be 'auto', True or False, got {multimask!r}")
-        if info_iou not in ("full", "none"):
+        if not _is_choice(info_iou, ("full", "none")):
             raise ValueError(f"Expected info_iou to be 'full' or 'none', got {info_iou!r}")
+        for name, kwargs in (("backend_kwargs", backend_kwargs), ("dataset_kwargs", dataset_kwargs)):
+            if kwargs is not None and not (isinstance(kwargs, Mapping) and all(isinstance(k, str) for k in kwargs)):
+                raise ValueError(f"Expected {name} to be None or a dict of keyword arguments, got {kwargs!r}")
+        if cache is not None and not isinstance(cache, EmbeddingCache):
+            raise ValueError(f"Expected cache to be None or an EmbeddingCache, got {cache!r}")
         if info_iou == "none" and (reward == "iou_gain" or target_iou is not None):
             raise ValueError("Expected info_iou='full' with reward='iou_gain' or target_iou (they need the IoU "
                              f"every step), got info_iou='none', reward={reward!r}, target_iou={target_iou!r}")
+
+    def check_reset(self, *, seed: Any = None, options: Any = None) -> None:
+        """Raise the error :meth:`reset` would raise for ``seed`` and ``options``, changing nothing.
+
+        The vector env calls it for every sub-env before it resets any of them.
+
+        Raises:
+            ValueError: For a seed that is not ``None`` or a non-negative integer, options that are
+                not a dict, an unknown option, or an ``index`` that is not an integer in range.
+        """
+        self._reset_index(seed, options)
+
+    def check_step(self, action: Any) -> None:
+        """Raise the error :meth:`step` would raise for ``action`` before the click, changing nothing.
+
+        The vector env calls it for every sub-env before it steps any of them.
+
+        Raises:
+            RuntimeError: Before the first :meth:`reset`, or after the episode terminated or was
+                truncated (call :meth:`reset`).
+            ValueError: For an action outside :attr:`action_space` (booleans and, in the discrete
+                modes, non-integers included).
+        """
+        self._parse_action(self._live_episode(), action)
+
+    def _reset_index(self, seed: Any, options: Any) -> int | None:
+        """Check ``reset``'s arguments; return ``options["index"]`` as an int, or ``None`` when absent."""
+        if seed is not None and not (_is_int(seed) and seed >= 0):
+            raise ValueError(f"Expected seed to be None or a non-negative integer, got {seed!r}")
+        if options is None:
+            return None
+        if not isinstance(options, Mapping):
+            raise ValueError(f"Expected options to be None or a dict such as {{'index': 0}}, got {options!r}")
+        unknown = set(options) - {"index"}
+        if unknown:
+            raise ValueError(f"Expected reset options among {{'index'}}, got {sorted(unknown, key=repr)}")
+        if "index" not in options:
+            return None
+        index = options["index"]
+        if not _is_int(index) or not 0 <= index < len(self.dataset):
+            raise ValueError(f"Expected options['index'] to be an integer in [0, {len(self.dataset)}), got {index!r}")
+        return int(index)
 
     # ------------------------------------------------------------------ gym API
     def reset(
@@ -416,128 +552,116 @@ class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
         """First half of :meth:`reset`: draw the sample and the initial prompts.
 
         ``reset(seed, options)`` is ``finish_reset(decode(prepare_reset(seed, options)))``; a vector
-        env runs the decode of all its sub-envs in one batch between the halves.
+        env runs the decode of all its sub-envs in one batch between the halves. The new episode
+        replaces the current one only in :meth:`finish_reset`; arguments that :meth:`check_reset`
+        refuses change nothing (not even ``np_random``).
 
         Returns:
             The decoder call the initial prompts need, or ``None`` without initial prompts.
         """
-        super().reset(seed=seed)
-        options = options or {}
-        unknown = set(options) - {"index"}
-        if unknown:
-            raise ValueError(f"Expected reset options among {{'index'}}, got {sorted(unknown)}")
-        if "index" in options:
-            index = options["index"]
-            if not isinstance(index, (int, np.integer)) or not 0 <= index < len(self.dataset):
-                n = len(self.dataset)
-                raise ValueError(f"Expected options['index'] to be an integer in [0, {n}), got {index!r}")
-        else:
+        index = self._reset_index(seed, options)
+        super().reset(seed=None if seed is None else int(seed))
+        if index is None:
             index = int(self.np_random.integers(len(self.dataset)))
-        sample = check_sample(self.dataset[int(index)], where=f"{self.dataset.name}[{index}]")
+        sample = check_sample(self.dataset[index], where=f"{self.dataset.name}[{index}]")
         height, width = sample.target.shape
-        self._sample = sample
-        self._index = int(index)
-        self._grid = PatchGrid(self.rows, self.cols, height, width)
-        self._embedding = self.cache.get(sample.image)
-        self._points: list[tuple[float, float]] = []
-        self._labels: list[int] = []
-        self._clicked_cells = np.zeros(self.n_cells, dtype=bool)
-        self._clicked_pixels: set[tuple[int, int]] = set()
-        self._n_clicks = 0
-        self._n_init = 0
-        self._prediction: Prediction | None = None
-        self._logits: Any = None
-        self._empty_mask = np.zeros((height, width), dtype=bool)
-        self._iou = 0.0
-
-        for x, y, label in self._initial_prompts():
-            self._points.append((x, y))
-            self._labels.append(label)
-        self._n_init = len(self._points)
-        self._pending = ("reset", None)
-        return self._request() if self._points else None
+        episode = _Episode(sample=sample, index=index, grid=PatchGrid(self.rows, self.cols, height, width),
+                           embedding=self.cache.get(sample.image),
+                           clicked_cells=np.zeros(self.n_cells, dtype=bool))
+        for x, y, label in self._initial_prompts(episode):
+            episode.points.append((x, y))
+            episode.labels.append(label)
+        episode.n_init = len(episode.points)
+        self._pending = episode
+        return self._request(episode) if episode.points else None
 
     def finish_reset(self, prediction: Prediction | None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """Second half of :meth:`reset`, given the prediction for :meth:`prepare_reset`'s request."""
-        self._take_pending("reset", prediction)
-        sample = self._sample
-        assert sample is not None  # set by prepare_reset
-        info = {
+        episode = self._take_pending(_Episode, "reset")
+        self._episode = episode
+        if prediction is not None:
+            self._apply(episode, prediction)
+        sample = episode.sample
+        info: dict[str, Any] = {
             "image_id": sample.image_id,
             "instance_id": sample.instance_id,
             "class_id": sample.class_id,
-            "index": self._index,
-            "image_size": (self._grid.height, self._grid.width),
+            "index": episode.index,
+            "image_size": (episode.grid.height, episode.grid.width),
             "backend": self.backend.name,
         }
         if self.info_iou == "full":
-            info["iou"] = self._iou
-        return self._observation(), info
+            info["iou"] = episode.iou
+        return self._observation(episode), info
 
     def prepare_step(self, action: Any) -> DecodeRequest | None:
-        """First half of :meth:`step`: map the action, label it and record the click.
+        """First half of :meth:`step`: check and map the action and label the click.
 
         ``step(action)`` is ``finish_step(decode(prepare_step(action)))``. The env keeps owning the
-        click budget, the action mapping and the reward; only the decoder call is taken out.
+        click budget, the action mapping and the reward; only the decoder call is taken out. The
+        click is committed to the episode only in :meth:`finish_step`.
 
         Returns:
             The decoder call the click needs, or ``None`` for a repeated click (not decoded).
         """
-        if self._sample is None:
-            raise RuntimeError("Call reset() before step()")
-        if self._n_clicks >= self.max_clicks:
-            raise RuntimeError(f"The episode ended after {self.max_clicks} clicks; call reset() before step()")
-        x, y, cell, label = self._parse_action(action)
-        pixel = self._grid.pixel(x, y)
+        episode = self._live_episode()
+        x, y, cell, label = self._parse_action(episode, action)
+        pixel = episode.grid.pixel(x, y)
         if label is None:
-            label = self._label_for(x, y, pixel)
+            label = self._label_for(episode, x, y, pixel)
         if self.action_mode == "point":
-            repeat = pixel in self._clicked_pixels
+            repeat = pixel in episode.clicked_pixels
         else:
-            repeat = bool(self._clicked_cells[cell])
-        self._n_clicks += 1
-        self._pending = ("step", (x, y, int(label), pixel, repeat, self._iou))
+            repeat = bool(episode.clicked_cells[cell])
+        self._pending = _PendingStep(x=x, y=y, cell=cell, label=int(label), pixel=pixel, repeat=repeat)
         if repeat:
             return None
-        self._clicked_cells[cell] = True
-        self._clicked_pixels.add(pixel)
-        self._points.append((x, y))
-        self._labels.append(int(label))
-        return self._request()
+        return self._request(episode, (x, y, int(label)))
 
     def finish_step(
         self, prediction: Prediction | None
     ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         """Second half of :meth:`step`, given the prediction for :meth:`prepare_step`'s request."""
-        x, y, label, pixel, repeat, previous_iou = self._take_pending("step", prediction)
-        sample = self._sample
-        assert sample is not None  # prepare_step checked it
-        on_target = bool(sample.target[pixel])
-        if repeat:
+        click = self._take_pending(_PendingStep, "step")
+        episode = self._episode
+        assert episode is not None  # prepare_step checked it
+        previous_iou = episode.iou
+        episode.n_clicks += 1
+        if not click.repeat:
+            episode.clicked_cells[click.cell] = True
+            episode.clicked_pixels.add(click.pixel)
+            episode.points.append((click.x, click.y))
+            episode.labels.append(click.label)
+        if prediction is not None:
+            self._apply(episode, prediction)
+        sample = episode.sample
+        on_target = bool(sample.target[click.pixel])
+        if click.repeat:
             reward = REPEAT_PENALTY
         elif self.reward_mode == "alignsam":
-            reward = 0.0 if sample.void[pixel] else (1.0 if on_target else -1.0)
+            reward = 0.0 if sample.void[click.pixel] else (1.0 if on_target else -1.0)
         else:
-            reward = float(self._iou - previous_iou)
-        terminated = self.target_iou is not None and self._iou >= self.target_iou
-        truncated = not terminated and self._n_clicks >= self.max_clicks
+            reward = float(episode.iou - previous_iou)
+        terminated = self.target_iou is not None and episode.iou >= self.target_iou
+        truncated = not terminated and episode.n_clicks >= self.max_clicks
+        episode.ended = terminated or truncated
         info: dict[str, Any] = {
-            "iou": self._iou,
-            "point": (x, y),
-            "label": label,
-            "n_clicks": self._n_clicks,
-            "repeat": repeat,
+            "iou": episode.iou,
+            "point": (click.x, click.y),
+            "label": click.label,
+            "n_clicks": episode.n_clicks,
+            "repeat": click.repeat,
             "on_target": on_target,
             "backend": self.backend.name,
         }
         if self.info_iou == "none":
-            if terminated or truncated:
-                info["iou"] = self._iou = self._full_iou()
+            if episode.ended:
+                info["iou"] = episode.iou = episode.full_iou()
             else:
                 del info["iou"]
-        if terminated or truncated:
-            info["is_success"] = self._iou >= (self.target_iou or DEFAULT_SUCCESS_IOU)
-        return self._observation(), float(reward), bool(terminated), bool(truncated), info
+        if episode.ended:
+            info["is_success"] = episode.iou >= (self.target_iou or DEFAULT_SUCCESS_IOU)
+        return self._observation(episode), float(reward), bool(terminated), bool(truncated), info
 
     def action_masks(self) -> np.ndarray:
         """Valid actions, ``True`` = allowed (sb3-contrib ``MaskablePPO`` convention).
@@ -551,75 +675,88 @@ class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
         """
         if self.action_mode == "point":
             raise ValueError("Expected a discrete action_mode for action_masks(), got 'point' (continuous)")
-        valid = ~self._clicked_cells if self._sample is not None else np.ones(self.n_cells, dtype=bool)
+        episode = self._episode
+        valid = ~episode.clicked_cells if episode is not None else np.ones(self.n_cells, dtype=bool)
         if self.action_mode == "patch_label":
             return np.concatenate([valid, np.ones(2, dtype=bool)])
         return valid.copy()
 
     def episode_view(self) -> EpisodeView:
         """Return the current episode's full state (see :class:`EpisodeView`; ground truth included)."""
-        if self._sample is None:
+        if self._episode is None:
             raise RuntimeError("Call reset() before episode_view()")
-        return EpisodeView(
-            sample=self._sample,
-            embedding=self._embedding,
-            backend=self.backend,
-            grid=self._grid,
-            points=np.asarray(self._points, dtype=np.float32).reshape(-1, 2),
-            labels=np.asarray(self._labels, dtype=np.int64),
-            n_init=self._n_init,
-            n_clicks=self._n_clicks,
-            max_clicks=self.max_clicks,
-            prediction=self._prediction,
-            mask_logits=self._logits,
-            mask=self._current_mask(),
-            iou=self._full_iou() if self.info_iou == "none" else self._iou,
-            np_random=self.np_random,
-        )
+        return self._view(self._episode)
 
     def render(self) -> np.ndarray | None:
         """Return the image with the mask overlaid (blue) and the clicks (green +, red -) in ``rgb_array`` mode."""
         if self.render_mode is None:
             gym.logger.warn("render() called without a render_mode; pass render_mode='rgb_array' at creation")
             return None
-        if self._sample is None:
+        episode = self._episode
+        if episode is None:
             raise RuntimeError("Call reset() before render()")
         from sam_gym.render import draw_episode
 
-        return draw_episode(self._sample.image, self._current_mask(), np.asarray(self._points).reshape(-1, 2),
-                            np.asarray(self._labels), n_init=self._n_init)
+        return draw_episode(episode.sample.image, episode.mask(), np.asarray(episode.points).reshape(-1, 2),
+                            np.asarray(episode.labels), n_init=episode.n_init)
 
     # ------------------------------------------------------------------ internals
-    def _parse_action(self, action: Any) -> tuple[float, float, int, int | None]:
-        """Map an action to ``(x, y, cell, label or None)`` through the patch grid."""
-        if not self.action_space.contains(np.asarray(action, dtype=self.action_space.dtype)
-                                          if self.action_mode != "patch" else action):
-            raise ValueError(f"Expected an action in {self.action_space}, got {action!r}")
-        if self.action_mode == "patch":
-            cell = int(action)
-            x, y = self._grid.cell_to_point(cell)
-            return x, y, cell, None
-        if self.action_mode == "patch_label":
-            cell, label = (int(v) for v in np.asarray(action))
-            x, y = self._grid.cell_to_point(cell)
-            return x, y, cell, label
-        u, v, lab = (float(t) for t in np.asarray(action, dtype=np.float32))
-        x, y = self._grid.normalized_to_point(u, v)
-        return x, y, self._grid.point_to_cell(x, y), int(lab >= 0.5)
+    def _live_episode(self) -> _Episode:
+        """The current episode, if it can take a click; else the ``RuntimeError`` that says to reset."""
+        episode = self._episode
+        if episode is None:
+            raise RuntimeError("Call reset() before step()")
+        if episode.ended:
+            if episode.n_clicks >= self.max_clicks:
+                raise RuntimeError(f"The episode ended after {self.max_clicks} clicks; call reset() before step()")
+            raise RuntimeError(f"The episode terminated (its IoU reached target_iou={self.target_iou}); "
+                               "call reset() before step()")
+        return episode
 
-    def _label_for(self, x: float, y: float, pixel: tuple[int, int]) -> int:
+    def _parse_action(self, episode: _Episode, action: Any) -> tuple[float, float, int, int | None]:
+        """Map an action to ``(x, y, cell, label or None)`` through the episode's patch grid.
+
+        Raises:
+            ValueError: For an action outside :attr:`action_space`. Booleans are refused, and so
+                are non-integers in the discrete modes (a float patch index is not cast).
+        """
+        grid = episode.grid
+        if self.action_mode == "patch":
+            value = action.item() if isinstance(action, np.ndarray) and action.shape == () else action
+            if not (_is_int(value) and 0 <= value < self.n_cells):
+                raise ValueError(f"Expected an action in {self.action_space} (an integer), got {action!r}")
+            cell = int(value)
+            x, y = grid.cell_to_point(cell)
+            return x, y, cell, None
+        numbers = _number_array(action)
+        if self.action_mode == "patch_label":
+            if (numbers is None or not np.issubdtype(numbers.dtype, np.integer) or numbers.shape != (2,)
+                    or not (0 <= numbers[0] < self.n_cells and 0 <= numbers[1] <= 1)):
+                raise ValueError(f"Expected an action in {self.action_space} (integers [patch, label]), "
+                                 f"got {action!r}")
+            cell, label = (int(v) for v in numbers)
+            x, y = grid.cell_to_point(cell)
+            return x, y, cell, label
+        with np.errstate(over="ignore"):  # a huge number becomes inf, which the space refuses
+            point = None if numbers is None else numbers.astype(np.float32)
+        if point is None or not self.action_space.contains(point):
+            raise ValueError(f"Expected an action in {self.action_space} (numbers (u, v, label)), got {action!r}")
+        u, v, lab = (float(t) for t in point)
+        x, y = grid.normalized_to_point(u, v)
+        return x, y, grid.point_to_cell(x, y), int(lab >= 0.5)
+
+    def _label_for(self, episode: _Episode, x: float, y: float, pixel: tuple[int, int]) -> int:
         if self.label_mode == "oracle":
-            return int(self._sample.target[pixel])  # type: ignore[union-attr]
+            return int(episode.sample.target[pixel])
         if self.label_mode == "positive":
             return 1
-        label = self.label_mode(self.episode_view(), (x, y))  # type: ignore[operator]
+        label = self.label_mode(self._view(episode), (x, y))  # type: ignore[operator]
         if label not in (0, 1):
             raise ValueError(f"Expected the label_mode callable to return 0 or 1, got {label!r}")
         return int(label)
 
-    def _initial_prompts(self) -> list[tuple[float, float, int]]:
-        sample = self._sample
-        assert sample is not None  # set by reset() just before
+    def _initial_prompts(self, episode: _Episode) -> list[tuple[float, float, int]]:
+        sample = episode.sample
         if self.init_prompts == "none":
             return []
         if self.init_prompts == "gt_pair":
@@ -629,62 +766,94 @@ class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
                 k = int(self.np_random.integers(rows.size))
                 prompts.append((cols[k] + 0.5, rows[k] + 0.5, label))
             return prompts
-        prompts = [tuple(p) for p in self.init_prompts(self.episode_view())]  # type: ignore[operator]
+        placed = [tuple(p) for p in self.init_prompts(self._view(episode))]  # type: ignore[operator]
         height, width = sample.target.shape
-        if len(prompts) > MAX_INIT_PROMPTS or any(
-            len(p) != 3 or p[2] not in (0, 1) or not (0 <= p[0] <= width and 0 <= p[1] <= height) for p in prompts
+        if len(placed) > MAX_INIT_PROMPTS or any(
+            len(p) != 3 or p[2] not in (0, 1) or not (0 <= p[0] <= width and 0 <= p[1] <= height) for p in placed
         ):
             raise ValueError(f"Expected the init_prompts callable to return at most {MAX_INIT_PROMPTS} "
-                             f"(x, y, label) prompts inside the {width}x{height} image, label 0/1, got {prompts!r}")
-        return [(float(x), float(y), int(lab)) for x, y, lab in prompts]
+                             f"(x, y, label) prompts inside the {width}x{height} image, label 0/1, got {placed!r}")
+        return [(float(x), float(y), int(lab)) for x, y, lab in placed]
 
-    def _request(self) -> DecodeRequest:
-        """The decoder call for all prompts so far, the previous logits fed back as mask input."""
-        points = np.asarray(self._points, dtype=np.float32)
+    def _request(self, episode: _Episode, click: tuple[float, float, int] | None = None) -> DecodeRequest:
+        """The decoder call for the episode's prompts (and ``click``), the previous logits fed back as mask input."""
+        points, labels = episode.points, episode.labels
+        if click is not None:
+            points, labels = [*points, click[:2]], [*labels, click[2]]
         multimask = len(points) == 1 if self.multimask == "auto" else bool(self.multimask)
-        return DecodeRequest(self._embedding, points, np.asarray(self._labels, dtype=np.int64),
-                             self._logits, multimask)
+        return DecodeRequest(episode.embedding, np.asarray(points, dtype=np.float32),
+                             np.asarray(labels, dtype=np.int64), episode.logits, multimask)
 
-    def _take_pending(self, kind: str, prediction: Prediction | None) -> Any:
-        """Check that ``finish_<kind>`` follows ``prepare_<kind>``, apply ``prediction``, return the pending data."""
+    def _take_pending(self, kind: type[_P], name: str) -> _P:
+        """Check that ``finish_<name>`` follows ``prepare_<name>`` and return what it prepared."""
         pending = self._pending
-        if pending is None or pending[0] != kind:
-            raise RuntimeError(f"Call prepare_{kind}() before finish_{kind}()")
+        if not isinstance(pending, kind):
+            raise RuntimeError(f"Call prepare_{name}() before finish_{name}()")
         self._pending = None
-        if prediction is not None:
-            best = prediction.best
-            self._prediction = prediction
-            self._logits = prediction.logits(best)
-            if self.info_iou == "full":
-                self._iou = self._full_iou()
-        return pending[1]
+        return pending
 
-    def _current_mask(self) -> np.ndarray:
-        """The current ``(H, W)`` bool mask, indexed ``[row, col]`` (full resolution, memoised by the prediction)."""
-        return self._empty_mask if self._prediction is None else self._prediction.mask(self._prediction.best)
+    def _apply(self, episode: _Episode, prediction: Prediction) -> None:
+        """Make ``prediction`` the episode's current mask (and its IoU, with ``info_iou="full"``)."""
+        episode.prediction = prediction
+        episode.logits = prediction.logits(prediction.best)
+        if self.info_iou == "full":
+            episode.iou = episode.full_iou()
 
-    def _full_iou(self) -> float:
-        """IoU of the current full-resolution mask with the target, void excluded."""
-        sample = self._sample
-        assert sample is not None  # only called inside an episode
-        return iou(self._current_mask(), sample.target, sample.void) if self._prediction is not None else 0.0
+    def _view(self, episode: _Episode) -> EpisodeView:
+        return episode.view(backend=self.backend, max_clicks=self.max_clicks, np_random=self.np_random,
+                            fresh_iou=self.info_iou == "none")
 
-    def _observation(self) -> dict[str, np.ndarray]:
-        state, mask = self.backend.observe(self._embedding, self._logits, self._pool_hw,
+    def _observation(self, episode: _Episode) -> dict[str, np.ndarray]:
+        state, mask = self.backend.observe(episode.embedding, episode.logits, self._pool_hw,
                                            (self.mask_obs_size, self.mask_obs_size))
         clicks = self._empty_clicks.copy()
-        if self._points:
-            pts = np.asarray(self._points, dtype=np.float32)
-            clicks[: len(pts), 0] = np.clip(pts[:, 0] / self._grid.width, 0.0, 1.0)
-            clicks[: len(pts), 1] = np.clip(pts[:, 1] / self._grid.height, 0.0, 1.0)
-            clicks[: len(pts), 2] = self._labels
+        if episode.points:
+            pts = np.asarray(episode.points, dtype=np.float32)
+            clicks[: len(pts), 0] = np.clip(pts[:, 0] / episode.grid.width, 0.0, 1.0)
+            clicks[: len(pts), 1] = np.clip(pts[:, 1] / episode.grid.height, 0.0, 1.0)
+            clicks[: len(pts), 2] = episode.labels
         return {
             "state": np.clip(state, -STATE_BOUND, STATE_BOUND, dtype=np.float32).reshape(-1),
             "mask": np.round(np.clip(mask, 0.0, 1.0) * 255).astype(np.uint8)[None],
             "clicks": clicks.reshape(-1),
-            "clicked": self._clicked_cells.astype(np.float32),
+            "clicked": episode.clicked_cells.astype(np.float32),
         }
 
     def __repr__(self) -> str:
         return (f"SamPromptEnv(dataset={self.dataset.name!r}, backend={self.backend.description!r}, "
                 f"grid=({self.rows}, {self.cols}), max_clicks={self.max_clicks})")
+
+
+def _is_int(value: Any) -> bool:
+    """Whether ``value`` is a Python or NumPy integer (booleans are not)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _is_real(value: Any) -> bool:
+    """Whether ``value`` is a Python or NumPy integer or float (booleans are not)."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+def _is_choice(value: Any, choices: tuple[str, ...]) -> bool:
+    """Whether ``value`` is one of the strings ``choices`` (safe for arrays and unhashable values)."""
+    return isinstance(value, str) and value in choices
+
+
+def _holds_bool(value: Any) -> bool:
+    """Whether ``value`` is a boolean or a (nested) list or tuple holding one."""
+    if isinstance(value, (list, tuple)):
+        return any(_holds_bool(v) for v in value)
+    return isinstance(value, (bool, np.bool_))
+
+
+def _number_array(value: Any) -> np.ndarray | None:
+    """``value`` as an integer or float array, or ``None`` when it is not made of numbers (booleans included)."""
+    if _holds_bool(value):
+        return None
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError, OverflowError):  # ragged nesting, or an object that refuses conversion
+        return None
+    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+        return None
+    return array

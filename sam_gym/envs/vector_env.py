@@ -1,4 +1,4 @@
-"""``SamPrompt-v0`` batched: one decoder call for all sub-envs per step, and an SB3 ``VecEnv`` adapter.
+"""``SamPrompt-v0`` batched: one decoder call for all sub-envs per step.
 
 :class:`SamPromptVectorEnv` is a Gymnasium :class:`~gymnasium.vector.VectorEnv` over ``num_envs``
 :class:`~sam_gym.envs.prompt_env.SamPromptEnv` sub-envs that share one dataset, one backend and one
@@ -8,24 +8,20 @@ every sub-env's step (:meth:`SamPromptEnv.prepare_step` / :meth:`SamPromptEnv.fi
 all of them as one ``backend.decode_batch(...)`` call. With a SAM backend on CUDA that is one batched
 mask-decoder call over the stacked per-env embeddings, prompts and previous logits on the backend's
 device (grouped by prompt count, see :meth:`sam_gym.backends.sam.SamBackend.decode_batch`; on the CPU
-calls of ``decoder_batch`` = 2 prompts, which measured faster there than one large call); other backends
-loop over ``decode``. Results are those of ``num_envs`` single envs seeded ``seed + i``.
+calls of ``decoder_batch`` prompts, for the reason measured in ``docs/benchmarks.md``); other
+backends loop over ``decode``. Results are those of ``num_envs`` single envs seeded ``seed + i``.
 
-:class:`SB3VecEnv` adapts it to Stable-Baselines3's ``VecEnv`` API (``terminal_observation`` in the
-infos, ``env_method("action_masks")`` for sb3-contrib's ``MaskablePPO``).
+The Stable-Baselines3 ``VecEnv`` adapter is in :mod:`sam_gym.envs.sb3` (it imports SB3).
 
 Coordinate convention (as everywhere in ``sam_gym``): points ``(x, y)`` in original-image pixels,
 ``x`` right, ``y`` down; the pixel read is ``(row, col) = (floor(y), floor(x))``; masks ``(H, W)``
 indexed ``[row, col]``; labels 1 foreground / 0 background.
-
-Stable-Baselines3 is optional: it is imported, and ``SB3VecEnv`` defined, only when
-``vector_env.SB3VecEnv``, :func:`sb3_vec_env_class` or :func:`make_sb3_vec_env` is first used.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -35,12 +31,13 @@ from gymnasium.vector.utils import batch_space
 from sam_gym.backends.base import Prediction
 from sam_gym.envs.prompt_env import DecodeRequest, SamPromptEnv
 
-__all__ = ["SamPromptVectorEnv", "make_sb3_vec_env", "sb3_vec_env_class"]
+__all__ = ["SamPromptVectorEnv"]
 
 #: SamPromptEnv arguments that build the shared dataset / backend / cache (given to the first sub-env only).
 _SHARED_ARGS = ("dataset", "backend", "checkpoint", "backend_kwargs", "dataset_kwargs", "cache_dir", "cache")
 _MODES = {"next_step": AutoresetMode.NEXT_STEP, "same_step": AutoresetMode.SAME_STEP}
 
+#: A single observation (the keys of ``SamPromptEnv.observation_space``).
 Obs = dict[str, np.ndarray]
 
 
@@ -117,7 +114,6 @@ class SamPromptVectorEnv(VectorEnv):
         self.infos_per_env: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
         self.final: list[tuple[Obs, dict[str, Any]] | None] = [None] * self.num_envs
         self._autoreset = np.zeros(self.num_envs, dtype=bool)
-        self._started = False
 
     # ------------------------------------------------------------------ gym vector API
     def reset(
@@ -128,20 +124,35 @@ class SamPromptVectorEnv(VectorEnv):
         Args:
             seed: ``None``, an int (sub-env ``i`` gets ``seed + i``) or one seed per sub-env.
             options: Reset options of :meth:`SamPromptEnv.reset`, given to every sub-env.
+
+        Raises:
+            ValueError: For a bad seed or options, before any sub-env is reset.
         """
-        seeds = self._seeds(seed)
+        obs = self.reset_envs(range(self.num_envs), self._seeds(seed), [options] * self.num_envs)
         if seed is not None:
+            # The sub-envs own the randomness; the vector env draws nothing. Gymnasium's
+            # VectorEnv.reset would seed its own generator from ``seed`` (which may be a list here):
+            # drop it instead, so that no generator from before the seeding survives it.
             self._np_random, self._np_random_seed = None, None
-        obs = self.reset_envs(range(self.num_envs), seeds, [options] * self.num_envs)
-        self._autoreset[:] = False
-        self._started = True
-        return _stack(obs), self._vector_info(self.infos_per_env)
+        return stack_observations(obs), self._vector_info(self.infos_per_env)
 
     def step(self, actions: Any) -> tuple[Obs, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-        """Step every sub-env with one batched decoder call (see the class docstring for autoreset)."""
-        if not self._started:
-            raise RuntimeError("Call reset() before step()")
+        """Step every sub-env with one batched decoder call (see the class docstring for autoreset).
+
+        Every action and every sub-env's state is checked (:meth:`SamPromptEnv.check_step`) before
+        the first sub-env is stepped: a refused batch changes no sub-env, so a corrected retry gives
+        what a first call would have given.
+
+        Raises:
+            ValueError: For a batch of the wrong length or an invalid action of any sub-env.
+            RuntimeError: Before :meth:`reset`, or when a sub-env's episode ended without an autoreset
+                (it was stepped on its own).
+        """
         actions = self._split_actions(actions)
+        for i, env in enumerate(self.envs):
+            if not self._autoreset[i]:  # an autoresetting sub-env ignores its action
+                with _naming_sub_env(i):
+                    env.check_step(actions[i])
         n = self.num_envs
         rewards = np.zeros(n, dtype=np.float64)
         terminations = np.zeros(n, dtype=bool)
@@ -170,10 +181,10 @@ class SamPromptVectorEnv(VectorEnv):
                 obs[i] = o
         infos = self._vector_info(self.infos_per_env)
         if self.autoreset_mode == AutoresetMode.SAME_STEP and done.any():
-            for i in np.flatnonzero(done):
+            for i in np.flatnonzero(done).tolist():
                 final_obs, final_info = self.final[i]  # type: ignore[misc]
-                infos = self._add_info(infos, {"final_obs": final_obs, "final_info": final_info}, int(i))
-        return _stack(obs), rewards, terminations, truncations, infos
+                infos = self._add_info(infos, {"final_obs": final_obs, "final_info": final_info}, i)
+        return stack_observations(obs), rewards, terminations, truncations, infos
 
     def action_masks(self) -> np.ndarray:
         """``(num_envs, n_actions)`` bool valid actions, row ``i`` = ``envs[i].action_masks()``."""
@@ -220,29 +231,52 @@ class SamPromptVectorEnv(VectorEnv):
     ) -> list[Obs]:
         """Reset the sub-envs ``indices`` with one batched decode; return their first observations.
 
-        Their reset infos go to :attr:`infos_per_env`.
+        Every seed and options dict is checked (:meth:`SamPromptEnv.check_reset`) before the first
+        sub-env is reset. Their reset infos go to :attr:`infos_per_env`; they no longer autoreset.
+
+        Args:
+            indices: The sub-envs to reset.
+            seeds: One seed (or ``None``) per index.
+            options: One options dict (or ``None``) per index.
+
+        Raises:
+            ValueError: For a bad seed or options, before any sub-env is reset.
         """
         indices = list(indices)
+        seeds, options = list(seeds), list(options)
+        if not len(seeds) == len(options) == len(indices):
+            raise ValueError(f"Expected one seed and one options entry per index ({len(indices)}), "
+                             f"got {len(seeds)} seeds and {len(options)} options")
+        for i, s, o in zip(indices, seeds, options, strict=True):
+            with _naming_sub_env(i):
+                self.envs[i].check_reset(seed=s, options=o)
         requests = [self.envs[i].prepare_reset(seed=s, options=o)
                     for i, s, o in zip(indices, seeds, options, strict=True)]
         obs = []
         for i, prediction in zip(indices, self.decode(requests), strict=True):
             o, self.infos_per_env[i] = self.envs[i].finish_reset(prediction)
+            self._autoreset[i] = False
             obs.append(o)
         return obs
 
     # ------------------------------------------------------------------ helpers
-    def _seeds(self, seed: int | Sequence[int | None] | None) -> list[int | None]:
+    def _seeds(self, seed: Any) -> list[Any]:
+        """One seed per sub-env from ``reset``'s ``seed`` (each one is checked by the sub-env)."""
         if seed is None:
             return [None] * self.num_envs
-        if isinstance(seed, (int, np.integer)):
+        if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
             return [int(seed) + i for i in range(self.num_envs)]
-        seeds = list(seed)
-        if len(seeds) != self.num_envs:
-            raise ValueError(f"Expected an int, None or {self.num_envs} seeds, got {len(seeds)} seeds")
-        return seeds
+        if not isinstance(seed, (Sequence, np.ndarray)) or isinstance(seed, str) or len(seed) != self.num_envs:
+            got = f"{len(seed)} seeds" if isinstance(seed, (Sequence, np.ndarray)) else repr(seed)
+            raise ValueError(f"Expected seed to be None, an int or {self.num_envs} seeds, got {got}")
+        return list(seed)
 
     def _split_actions(self, actions: Any) -> list[Any]:
+        """The batch as one action per sub-env (lists keep their elements, so that no bool is cast)."""
+        if isinstance(actions, (list, tuple)):
+            if len(actions) != self.num_envs:
+                raise ValueError(f"Expected a batch of {self.num_envs} actions (leading axis), got {len(actions)}")
+            return list(actions)
         arr = np.asarray(actions)
         if arr.ndim == 0 or arr.shape[0] != self.num_envs:
             raise ValueError(f"Expected a batch of {self.num_envs} actions (leading axis), got shape {arr.shape}")
@@ -258,115 +292,15 @@ class SamPromptVectorEnv(VectorEnv):
         return f"SamPromptVectorEnv(num_envs={self.num_envs}, {self.envs[0]!r})"
 
 
-def _stack(obs: Sequence[Obs]) -> Obs:
+@contextmanager
+def _naming_sub_env(index: int) -> Iterator[None]:
+    """Name sub-env ``index`` in the error of its check, and say that no sub-env changed."""
+    try:
+        yield
+    except (ValueError, RuntimeError) as exc:
+        raise type(exc)(f"{exc} (sub-env {index}; no sub-env was changed)") from exc
+
+
+def stack_observations(obs: Sequence[Obs]) -> Obs:
     """Batch single observations along a new leading axis (fresh arrays)."""
     return {key: np.stack([o[key] for o in obs]) for key in obs[0]}
-
-
-def make_sb3_vec_env(num_envs: int = 8, **env_kwargs: Any) -> Any:
-    """Build a :class:`SamPromptVectorEnv` (``"same_step"`` autoreset) wrapped for Stable-Baselines3.
-
-    Args:
-        num_envs: Number of sub-envs.
-        **env_kwargs: :class:`~sam_gym.envs.prompt_env.SamPromptEnv` arguments.
-
-    Returns:
-        An :class:`SB3VecEnv` (a ``stable_baselines3`` ``VecEnv``).
-    """
-    return sb3_vec_env_class()(SamPromptVectorEnv(num_envs, autoreset_mode="same_step", **env_kwargs))
-
-
-@functools.cache
-def sb3_vec_env_class() -> type:
-    """Return the :class:`SB3VecEnv` class (defined on first use: it imports stable-baselines3)."""
-    try:
-        from stable_baselines3.common.env_util import is_wrapped
-        from stable_baselines3.common.vec_env import VecEnv
-    except ImportError as exc:
-        raise ImportError('The SB3 adapter needs stable-baselines3: pip install "sam-gym[train]"') from exc
-
-    class SB3VecEnv(VecEnv):
-        """A :class:`SamPromptVectorEnv` as a Stable-Baselines3 ``VecEnv``.
-
-        SB3's conventions: a finished sub-env is reset in the same step; its last observation is in
-        ``infos[i]["terminal_observation"]`` and ``infos[i]["TimeLimit.truncated"]`` says whether the
-        episode was cut by the click budget; ``reset_infos[i]`` holds the new episode's reset info.
-        ``env_method("action_masks")`` and ``get_attr`` reach the sub-envs, so sb3-contrib's
-        ``MaskablePPO`` finds the masks. The decoder is still called once per step for all
-        sub-envs (plus one batched call for the resets on steps where an episode ends).
-
-        Args:
-            venv: The vector env, built with ``autoreset_mode="same_step"``.
-        """
-
-        def __init__(self, venv: SamPromptVectorEnv) -> None:
-            if not isinstance(venv, SamPromptVectorEnv) or venv.autoreset_mode != AutoresetMode.SAME_STEP:
-                raise ValueError(f"Expected a SamPromptVectorEnv with autoreset_mode='same_step', got {venv!r}")
-            self.venv = venv
-            self.envs = venv.envs
-            super().__init__(venv.num_envs, venv.single_observation_space, venv.single_action_space)
-            self.render_mode = venv.render_mode
-            self._actions: Any = None
-
-        def reset(self) -> Obs:
-            """Reset all sub-envs with the seeds of :meth:`seed` and the options of :meth:`set_options`."""
-            obs = self.venv.reset_envs(range(self.num_envs), self._seeds, [o or None for o in self._options])
-            self.venv._autoreset[:] = False
-            self.venv._started = True
-            self.reset_infos = [dict(info) for info in self.venv.infos_per_env]
-            self._reset_seeds()
-            self._reset_options()
-            return _stack(obs)
-
-        def step_async(self, actions: np.ndarray) -> None:
-            """Store the actions for :meth:`step_wait`."""
-            self._actions = actions
-
-        def step_wait(self) -> tuple[Obs, np.ndarray, np.ndarray, list[dict[str, Any]]]:
-            """Step all sub-envs (one batched decode) and reset the finished ones."""
-            obs, rewards, terminations, truncations, _ = self.venv.step(self._actions)
-            infos = [dict(info) for info in self.venv.infos_per_env]
-            for i, final in enumerate(self.venv.final):
-                if final is not None:
-                    final_obs, final_info = final
-                    self.reset_infos[i] = infos[i]
-                    infos[i] = dict(final_info)
-                    infos[i]["terminal_observation"] = final_obs
-                    infos[i]["TimeLimit.truncated"] = bool(truncations[i] and not terminations[i])
-            return obs, rewards.astype(np.float32), terminations | truncations, infos
-
-        def close(self) -> None:
-            """Close the vector env."""
-            self.venv.close()
-
-        def get_images(self) -> Sequence[np.ndarray | None]:
-            """Each sub-env's ``rgb_array`` frame."""
-            return list(self.venv.render() or ())
-
-        def get_attr(self, attr_name: str, indices: Any = None) -> list[Any]:
-            """Attribute ``attr_name`` of the sub-envs ``indices``."""
-            return [getattr(self.envs[i], attr_name) for i in self._get_indices(indices)]
-
-        def set_attr(self, attr_name: str, value: Any, indices: Any = None) -> None:
-            """Set attribute ``attr_name`` of the sub-envs ``indices``."""
-            for i in self._get_indices(indices):
-                setattr(self.envs[i], attr_name, value)
-
-        def env_method(
-            self, method_name: str, *method_args: Any, indices: Any = None, **method_kwargs: Any
-        ) -> list[Any]:
-            """Call ``method_name`` on the sub-envs ``indices`` (e.g. ``"action_masks"``)."""
-            return [getattr(self.envs[i], method_name)(*method_args, **method_kwargs)
-                    for i in self._get_indices(indices)]
-
-        def env_is_wrapped(self, wrapper_class: type, indices: Any = None) -> list[bool]:
-            """Whether the sub-envs are wrapped in ``wrapper_class`` (they are bare ``SamPromptEnv``)."""
-            return [is_wrapped(self.envs[i], wrapper_class) for i in self._get_indices(indices)]
-
-    return SB3VecEnv
-
-
-def __getattr__(name: str) -> Any:
-    if name == "SB3VecEnv":
-        return sb3_vec_env_class()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
