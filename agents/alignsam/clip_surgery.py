@@ -99,9 +99,12 @@ class ClipSurgery(nn.Module):
         ValueError: If the vision tower is not a supported ViT.
     """
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, model: nn.Module, tokenizer: Any, depth: int = 6) -> None:
         super().__init__()
-        visual = getattr(model, "visual", None)
+        visual: Any = getattr(model, "visual", None)
         blocks = getattr(getattr(visual, "transformer", None), "resblocks", None)
         pooling = getattr(visual, "pool_type", "")
         if blocks is None or getattr(visual, "attn_pool", None) is not None or pooling != "tok":
@@ -111,7 +114,7 @@ class ClipSurgery(nn.Module):
             raise ValueError("Expected ViT blocks with batch-first nn.MultiheadAttention (open_clip's default blocks)")
         if not isinstance(depth, int) or depth < 1:
             raise ValueError(f"Expected depth to be a positive integer, got {depth!r}")
-        self.model = model
+        self.model: Any = model  # an open_clip CLIP, whose towers are reached by attribute
         self.tokenizer = tokenizer
         self.depth = min(depth, len(blocks))
         size = visual.image_size

@@ -58,15 +58,15 @@ class AlignSAMExtractor(BaseFeaturesExtractor):
         if not isinstance(observation_space, spaces.Dict) or any(k not in observation_space.spaces for k in _KEYS):
             raise ValueError(f"Expected a Dict observation space with keys {_KEYS}, got {observation_space}")
         shape = tuple(int(v) for v in state_shape)
-        state_size = int(np.prod(observation_space["state"].shape))
+        state_size = int(np.prod(_shape(observation_space, "state")))
         if len(shape) != 3 or min(shape) < 1 or int(np.prod(shape)) != state_size:
             raise ValueError(f"Expected state_shape (C, gh, gw) with C * gh * gw == {state_size} (the size of the "
                              f"'state' space; pass env.unwrapped.state_shape), got {tuple(state_shape)}")
-        mask_shape = observation_space["mask"].shape
+        mask_shape = _shape(observation_space, "mask")
         if len(mask_shape) != 3 or mask_shape[0] != 1:
             raise ValueError(f"Expected a (1, m, m) 'mask' space, got shape {mask_shape}")
         channels, gh, gw = shape
-        vector_size = int(np.prod(observation_space["clicks"].shape) + np.prod(observation_space["clicked"].shape))
+        vector_size = int(np.prod(_shape(observation_space, "clicks")) + np.prod(_shape(observation_space, "clicked")))
         features_dim = hidden + 128 + hidden // 2 + gh * gw
         super().__init__(observation_space, features_dim)
         self.state_shape = shape
@@ -102,3 +102,11 @@ class AlignSAMExtractor(BaseFeaturesExtractor):
         vector = torch.cat([observations["clicks"].float(), observations["clicked"].float()], dim=1)
         pooled_mask = F.adaptive_avg_pool2d(mask, self.state_shape[1:]).flatten(1)
         return torch.cat([self.state_net(state), self.mask_net(mask), self.vector_net(vector), pooled_mask], dim=1)
+
+
+def _shape(space: spaces.Dict, key: str) -> tuple[int, ...]:
+    """The shape of the Box ``space[key]`` (every key the extractor reads is a Box)."""
+    shape = space[key].shape
+    if shape is None:
+        raise ValueError(f"Expected the {key!r} observation space to be a Box with a shape, got {space[key]}")
+    return tuple(shape)

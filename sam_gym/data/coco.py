@@ -28,7 +28,7 @@ __all__ = ["CocoDataset"]
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, Real) and not isinstance(value, bool) and np.isfinite(value)
+    return isinstance(value, Real) and not isinstance(value, bool) and bool(np.isfinite(float(value)))
 
 
 def _is_count(value: Any) -> bool:

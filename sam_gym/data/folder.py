@@ -18,7 +18,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypedDict
 
 import numpy as np
 
@@ -29,9 +29,19 @@ __all__ = ["FolderDataset", "PRESETS"]
 
 MaskMode = Literal["binary", "instances", "classes"]
 
+
+class Preset(TypedDict, total=False):
+    """The layout of a benchmark folder: the :class:`FolderDataset` arguments it fixes."""
+
+    mode: MaskMode
+    void_values: tuple[int, ...]
+    masks: str
+    class_masks: str
+
+
 #: Layouts of the benchmark folders in ``../shared/data``, applied by folder name when the caller
 #: does not say otherwise (``FolderDataset(path, preset=None)`` disables this).
-PRESETS: dict[str, dict[str, object]] = {
+PRESETS: dict[str, Preset] = {
     "GrabCut": {"mode": "binary", "void_values": (128,)},
     "Berkeley": {"mode": "binary"},
     "SOD": {"mode": "binary"},
@@ -97,25 +107,25 @@ class FolderDataset:
         self.root = Path(root).expanduser()
         if not self.root.is_dir():
             raise ValueError(f"Expected a dataset folder with images/ and masks/, but {self.root} is not a directory")
-        settings: dict[str, object] = {}
+        settings: Preset = {}
         if preset == "auto":
-            settings = dict(PRESETS.get(self.root.name, {}))
+            settings = PRESETS.get(self.root.name, {})
         elif preset is not None:
             if preset not in PRESETS:
                 raise ValueError(f"Expected preset to be 'auto', None or one of {sorted(PRESETS)}, got {preset!r}")
-            settings = dict(PRESETS[preset])
-        self.mode: MaskMode = mode or settings.get("mode", "binary")  # type: ignore[assignment]
+            settings = PRESETS[preset]
+        self.mode: MaskMode = mode or settings.get("mode", "binary")
         if self.mode not in ("binary", "instances", "classes"):
             raise ValueError(f"Expected mode 'binary', 'instances' or 'classes', got {self.mode!r}")
         if on_error not in ("raise", "skip"):
             raise ValueError(f"Expected on_error 'raise' or 'skip', got {on_error!r}")
         self.void_values = tuple(int(v) for v in (void_values if void_values is not None
-                                                   else settings.get("void_values", ())))  # type: ignore[union-attr]
+                                                   else settings.get("void_values", ())))
         self.threshold = int(threshold)
         self.min_pixels = int(min_pixels)
         self.name = name or self.root.name
         image_dir = self.root / images
-        mask_dir = self.root / (masks or str(settings.get("masks", "masks")))
+        mask_dir = self.root / (masks or settings.get("masks", "masks"))
         cls_name = class_masks or settings.get("class_masks")
         self.class_dir = self.root / str(cls_name) if cls_name else None
         for folder in (image_dir, mask_dir):
