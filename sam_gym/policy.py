@@ -23,7 +23,7 @@ On top of it, a :class:`PromptPolicy` declares:
 Binding to a vector env: every policy reads the env it acts in (the patch grid, the env's
 ``np_random``, or the episode's ground truth), so it is bound before it predicts. ``bind(env)``
 takes a single env, or an in-process vector env (SB3's ``DummyVecEnv`` or
-:class:`sam_gym.envs.sb3.SB3VecEnv`, under ``VecEnvWrapper``\\ s such as ``VecMonitor``;
+:class:`sam_gym.envs.sb3.SB3VecEnv`, under VecEnv wrappers such as ``VecMonitor``;
 Gymnasium's ``SyncVectorEnv`` or :class:`~sam_gym.envs.vector_env.SamPromptVectorEnv`) whose
 sub-envs it reads in order (see :func:`sub_envs`). A vector env of one sub-env is the same as that
 env. With ``n > 1`` sub-envs, the policy keeps one shallow copy of itself per sub-env
@@ -45,10 +45,9 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+from gymnasium import spaces
 
 if TYPE_CHECKING:
-    from gymnasium import spaces
-
     from sam_gym.envs import EpisodeView, SamPromptEnv
 
 __all__ = ["PromptPolicy", "is_batched_observation", "sub_envs"]
@@ -57,12 +56,12 @@ _IN_PROCESS = "DummyVecEnv, SB3VecEnv, SyncVectorEnv or SamPromptVectorEnv"
 
 
 def sub_envs(env: Any) -> list[SamPromptEnv]:
-    """The :class:`~sam_gym.envs.SamPromptEnv`\\ s behind ``env``, in sub-env order.
+    """The :class:`~sam_gym.envs.SamPromptEnv` of each sub-env behind ``env``, in order.
 
     Args:
         env: A ``SamPromptEnv`` or a Gymnasium wrapper of one (``[env.unwrapped]``), or an in-process
             vector env (SB3 ``DummyVecEnv`` / :class:`sam_gym.envs.sb3.SB3VecEnv`, possibly under
-            ``VecEnvWrapper``\\ s such as ``VecMonitor``; Gymnasium ``SyncVectorEnv`` /
+            VecEnv wrappers such as ``VecMonitor``; Gymnasium ``SyncVectorEnv`` /
             ``SamPromptVectorEnv``, possibly under vector wrappers): the unwrapped env of each sub-env.
 
     Raises:
@@ -87,7 +86,7 @@ def sub_envs(env: Any) -> list[SamPromptEnv]:
     return found
 
 
-def is_batched_observation(observation: Any, space: spaces.Dict) -> bool:
+def is_batched_observation(observation: Any, space: spaces.Space[Any]) -> bool:
     """Whether ``observation`` is a batch (leading ``n_envs`` axis) or one observation of ``space``.
 
     SB3's rule (``stable_baselines3.common.utils.is_vectorized_dict_observation``): one observation
@@ -95,9 +94,11 @@ def is_batched_observation(observation: Any, space: spaces.Dict) -> bool:
     (the same length for all keys).
 
     Raises:
-        TypeError: If ``observation`` is not a dict.
+        TypeError: If ``space`` is not a ``Dict`` space or ``observation`` is not a dict.
         ValueError: If keys are missing or a shape is neither form.
     """
+    if not isinstance(space, spaces.Dict):
+        raise TypeError(f"Expected a Dict observation space (SamPromptEnv's), got {space}")
     if not isinstance(observation, Mapping):
         raise TypeError(f"Expected a dict observation with keys {list(space.spaces)}, got {type(observation).__name__}")
     missing = [key for key in space.spaces if key not in observation]
@@ -105,14 +106,17 @@ def is_batched_observation(observation: Any, space: spaces.Dict) -> bool:
         raise ValueError(f"Expected an observation with keys {list(space.spaces)}, got {list(observation)} "
                          f"(missing {missing})")
     shapes = {key: np.shape(observation[key]) for key in space.spaces}
-    if all(shapes[key] == sub.shape for key, sub in space.spaces.items()):
+    expected = {key: tuple(sub.shape or ()) for key, sub in space.spaces.items()}
+    if shapes == expected:
         return False
-    leading = {shape[0] for shape in shapes.values() if shape}
-    for key, sub in space.spaces.items():
-        if shapes[key][1:] != sub.shape or len(leading) != 1:
-            raise ValueError(f"Expected observation[{key!r}] of shape {sub.shape} (one env) or (n_envs, "
-                             f"{', '.join(map(str, sub.shape))}) (a batch, same n_envs for every key), got "
-                             f"{shapes[key]}; observation shapes: {shapes}")
+    for key, shape in expected.items():
+        if shapes[key] != shape and shapes[key][1:] != shape:
+            raise ValueError(f"Expected observation[{key!r}] of shape {shape} (one env) or (n_envs, "
+                             f"{', '.join(map(str, shape))}) (a batch), got {shapes[key]}")
+    mixed = any(shapes[key] == shape for key, shape in expected.items())
+    if mixed or len({shape[0] for shape in shapes.values()}) != 1:
+        raise ValueError(f"Expected every observation key batched with the same n_envs, or none, got shapes "
+                         f"{shapes} (one env: {expected})")
     return True
 
 
@@ -176,7 +180,7 @@ class PromptPolicy(abc.ABC):
         self.check_env(unwrapped)
         self._env = unwrapped
 
-    def check_env(self, env: SamPromptEnv) -> None:
+    def check_env(self, env: SamPromptEnv) -> None:  # noqa: B027 - optional hook, empty by design
         """Raise ``ValueError`` if the policy cannot act in ``env`` (beyond :attr:`env_kwargs`).
 
         Called by :meth:`bind` for each sub-env, before it is kept; the default accepts every env.
