@@ -24,13 +24,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from agents.aop.predictor import PromptPredictor, load_predictor
 from agents.aop.sampling import ASFConfig, AutoResult, generate_masks
 from sam_gym.policy import PromptPolicy
+
+if TYPE_CHECKING:
+    from sam_gym.envs import SamPromptEnv
 
 __all__ = ["DEFAULT_PREDICTOR_DIR", "AoPPolicy"]
 
@@ -71,10 +74,9 @@ class AoPPolicy(PromptPolicy):
         self.config = config or ASFConfig()
         self.result: AutoResult | None = None
 
-    def bind(self, env: Any) -> None:
-        """Bind to ``env`` and check that the predictor fits its backend's embedding."""
-        super().bind(env)
-        self.predictor.check_backend(self.env.backend)
+    def check_env(self, env: SamPromptEnv) -> None:
+        """Check that the predictor fits ``env``'s backend embedding (called by :meth:`bind`)."""
+        self.predictor.check_backend(env.backend)
 
     def reset(self) -> None:
         """Forget the previous episode's prompts."""

@@ -68,6 +68,7 @@ from scipy import ndimage
 
 from agents.clicker import ClickerPolicy, click_action
 from sam_gym.backends.base import Embedding, PromptableSegmenter
+from sam_gym.policy import sub_envs
 
 __all__ = [
     "CONFIGS",
@@ -444,6 +445,8 @@ class ClickerTTAPolicy(ClickerPolicy):
     """
 
     name: ClassVar[str] = "clicker-tta"
+    #: The decoder adapts in place, image after image: one episode at a time.
+    vectorizable: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -470,14 +473,15 @@ class ClickerTTAPolicy(ClickerPolicy):
 
     # ------------------------------------------------------------------ binding
     def bind(self, env: Any) -> None:
-        """Bind to ``env``; its backend must be a float32 SAM backend.
+        """Bind to ``env`` (a single env, or a vector env of one); its backend must be a float32 SAM backend.
 
         Raises:
-            ValueError: If the env's backend is not SAM (TTA adapts SAM's mask decoder), or if the
+            ValueError: If the env's backend is not SAM (TTA adapts SAM's mask decoder), if the
                 configuration has an image-level step and the env has no ``target_iou`` (the
-                image-level step needs the success that ends an episode early).
+                image-level step needs the success that ends an episode early), or if ``env`` is a
+                vector env of several sub-envs (the decoder adapts in place, image after image).
         """
-        unwrapped = getattr(env, "unwrapped", env)
+        unwrapped = sub_envs(env)[0]
         backend = getattr(unwrapped, "backend", None)
         if backend is None or not getattr(backend, "is_sam", False):
             description = getattr(backend, "description", type(backend).__name__)

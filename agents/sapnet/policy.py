@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import cv2
 import numpy as np
@@ -14,6 +14,9 @@ from agents.sapnet.model import SAPNet
 from agents.sapnet.train import load_sapnet
 from sam_gym.metrics import iou
 from sam_gym.policy import PromptPolicy
+
+if TYPE_CHECKING:
+    from sam_gym.envs import SamPromptEnv
 
 __all__ = ["DEFAULT_SAPNET_DIR", "SAPNetPolicy"]
 
@@ -65,10 +68,9 @@ class SAPNetPolicy(PromptPolicy):
         self.selected_mask: np.ndarray | None = None
         self._last = np.array([0.5, 0.5, 1.0], dtype=np.float32)
 
-    def bind(self, env: Any) -> None:
-        """Bind to ``env`` and check that the model fits its backend's embedding."""
-        super().bind(env)
-        self.model.check_backend(self.env.backend)
+    def check_env(self, env: SamPromptEnv) -> None:
+        """Check that the model fits ``env``'s backend embedding (called by :meth:`bind`)."""
+        self.model.check_backend(env.backend)
 
     def reset(self) -> None:
         """Forget the previous episode's selection."""
