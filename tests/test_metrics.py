@@ -390,6 +390,11 @@ def test_pooled_ber_validation():
     with pytest.raises(ValueError, match=r"Expected counts\[0\] to be 4 non-negative integers"):
         M.pooled_ber([(0.5, 1, 2, 2)])
     with pytest.raises(ValueError, match=r"Expected counts\[0\] to be 4 non-negative integers"):
+        M.pooled_ber([(float("inf"), 1, 2, 2)])
+    with pytest.raises(ValueError, match=r"Expected counts\[0\] to be 4 non-negative integers"):
+        M.pooled_ber([(True, 1, 2, 2)])
+    assert M.pooled_ber([(1.0, 1, np.int64(2), 2)]) == pytest.approx(50.0)  # whole floats, numpy ints
+    with pytest.raises(ValueError, match=r"Expected counts\[0\] to be 4 non-negative integers"):
         M.pooled_ber([None])
     with pytest.raises(ValueError, match=r"Expected counts\[0\] with tp <= n_pos"):
         M.pooled_ber([(3, 1, 2, 2)])

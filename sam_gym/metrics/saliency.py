@@ -295,15 +295,19 @@ def ber_counts(
     )
 
 
+def _is_count(v: object) -> bool:
+    """A non-negative whole number (an ``int``, or a float such as ``9.0``), not a ``bool``."""
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer, float, np.floating)):
+        return False
+    return bool(np.isfinite(v)) and v >= 0 and v == int(v)
+
+
 def _check_counts(i: int, c: object) -> BerCounts:
     try:
         values = tuple(c)  # type: ignore[call-overload]
     except TypeError:
         values = ()
-    if len(values) != 4 or any(
-        isinstance(v, bool) or not isinstance(v, (int, np.integer, float, np.floating)) or v != int(v) or v < 0
-        for v in values
-    ):
+    if len(values) != 4 or not all(_is_count(v) for v in values):
         raise ValueError(f"Expected counts[{i}] to be 4 non-negative integers (tp, tn, n_pos, n_neg), got {c!r}")
     tp, tn, n_pos, n_neg = (int(v) for v in values)
     if tp > n_pos or tn > n_neg:
@@ -330,7 +334,7 @@ def pooled_ber(counts: Iterable[BerCounts | Sequence[int]]) -> float:
     Raises:
         ValueError: On no counts, a malformed entry, or no pixel at all.
 
-    >>> pooled_ber([BerCounts(tp=9, tn=90, n_pos=10, n_neg=90), BerCounts(tp=0, tn=10, n_pos=90, n_neg=10)])
+    >>> round(pooled_ber([BerCounts(tp=9, tn=90, n_pos=10, n_neg=90), BerCounts(tp=0, tn=10, n_pos=90, n_neg=10)]), 6)
     45.5
     """
     checked = [_check_counts(i, c) for i, c in enumerate(counts)]
