@@ -57,7 +57,8 @@ class EpisodeRecord:
         masks: With ``record_masks``, the ``(H, W)`` bool mask (indexed ``[row, col]``) after the
             initial prompts (all ``False`` without) followed by the mask after each click; else ``None``.
         task_metrics: With ``task_metrics``, binary-task scores of the final mask (``mae``, ``f_beta``,
-            ``e_measure``, ``ber``; see :func:`final_mask_metrics`); else empty.
+            ``e_measure``, ``s_measure``, ``weighted_f``, ``ber`` and the BER counts; see
+            :func:`final_mask_metrics`); else empty.
     """
 
     index: int
@@ -93,20 +94,26 @@ def final_mask_metrics(mask: np.ndarray, target: np.ndarray, void: np.ndarray | 
     """Binary-task (saliency-style) scores of a final ``(H, W)`` bool mask against the ground truth.
 
     Masks are indexed ``[row, col]``; ``void`` pixels are excluded. The mask is binary, so the
-    "map" the saliency metrics expect is the 0/1 mask itself.
+    thresholded metrics use it as it is (an empty mask stays empty; see :mod:`sam_gym.metrics.saliency`).
 
     Returns:
-        ``{"mae", "f_beta", "e_measure", "ber"}`` from :mod:`sam_gym.metrics` (adaptive threshold,
-        ``beta2 = 0.3``; BER in percent).
+        ``mae``, ``f_beta`` (``beta2 = 0.3``), ``e_measure``, ``s_measure`` (``alpha = 0.5``),
+        ``weighted_f`` (``beta2 = 1``), ``ber`` (this image's BER, in percent) and the image's BER
+        counts ``ber_tp``, ``ber_tn``, ``ber_n_pos``, ``ber_n_neg`` (threshold 0.5), from which
+        :mod:`sam_gym.reporting` computes the data-set (pooled) BER.
     """
-    from sam_gym.metrics import ber, e_measure, f_beta, mae
+    from sam_gym.metrics import ber_counts, e_measure, f_beta, mae, pooled_ber, s_measure, weighted_f_measure
 
     void = void if void is not None and np.any(void) else None
+    counts = ber_counts(mask, target, void)
     return {
         "mae": mae(mask, target, void),
         "f_beta": f_beta(mask, target, void=void),
         "e_measure": e_measure(mask, target, void),
-        "ber": ber(mask, target, void),
+        "s_measure": s_measure(mask, target, void),
+        "weighted_f": weighted_f_measure(mask, target, void),
+        "ber": pooled_ber([counts]),
+        **{f"ber_{k}": v for k, v in counts._asdict().items()},
     }
 
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from sam_gym.atomic import atomic_write, atomic_write_bytes
 from sam_gym.evaluation import EpisodeRecord, PolicyRun
-from sam_gym.metrics import summarize_episodes
+from sam_gym.metrics import BerCounts, pooled_ber, summarize_episodes
 
 __all__ = [
     "TASK_METRICS",
@@ -41,8 +41,11 @@ __all__ = [
     "write_results",
 ]
 
-#: Binary-task metrics averaged over final masks, with the direction that is better.
-TASK_METRICS: dict[str, str] = {"mae": "lower", "f_beta": "higher", "e_measure": "higher", "ber": "lower"}
+#: Binary-task metrics of the final masks in a summary, with the direction that is better: the mean over
+#: episodes of each per-episode score, except ``ber``, the data-set BER pooled from every episode's
+#: counts (the shadow-detection protocol), and ``ber_image_mean``, the mean of the per-episode BERs.
+TASK_METRICS: dict[str, str] = {"mae": "lower", "f_beta": "higher", "e_measure": "higher", "s_measure": "higher",
+                                "weighted_f": "higher", "ber": "lower", "ber_image_mean": "lower"}
 _ORACLE_MARK = "†"
 _SKIPPED_SHOWN = 10  # skipped files listed in results.md (results.json lists all)
 
@@ -61,7 +64,8 @@ def summarize_records(records: Sequence[EpisodeRecord], max_clicks: int) -> dict
         click); ``fg_hit_rate`` (fraction of all clicks, repeats included, whose pixel is ground
         truth foreground); ``mean_return`` (mean episode return); ``seeds`` (sorted distinct reset
         seeds); ``latency_ms_per_click`` (mean wall time of ``predict`` + ``step`` per click, in
-        ms); and the mean of each :data:`TASK_METRICS` entry when every record has task metrics.
+        ms); and, when every record has task metrics, each :data:`TASK_METRICS` entry (the mean over
+        episodes; ``ber`` pooled from the episodes' BER counts, ``ber_image_mean`` the mean BER).
 
     Raises:
         ValueError: On no records, or a record without clicks.
@@ -83,8 +87,14 @@ def summarize_records(records: Sequence[EpisodeRecord], max_clicks: int) -> dict
         "latency_ms_per_click": 1000.0 * float(np.mean(seconds)) if seconds else 0.0,
     })
     if all(r.task_metrics for r in records):
+        scores = [r.task_metrics for r in records]
         for key in TASK_METRICS:
-            out[key] = float(np.mean([r.task_metrics[key] for r in records]))
+            if key == "ber":
+                out[key] = pooled_ber([tuple(m[f"ber_{k}"] for k in BerCounts._fields) for m in scores])
+            elif key == "ber_image_mean":
+                out[key] = float(np.mean([m["ber"] for m in scores]))
+            else:
+                out[key] = float(np.mean([m[key] for m in scores]))
     return out
 
 
@@ -171,7 +181,7 @@ def results_markdown(results: Mapping[str, Any]) -> str:
     header = ["policy", "NoC@85", "NoC@90", "FR@85", "FR@90", *(f"IoU@{k}" for k in ks), "init IoU", "fg hits",
               "return", "ms/click", "peak MB"]
     if has_task:
-        header += ["MAE", "F-beta", "E-measure", "BER %"]
+        header += ["MAE", "F-beta", "E-measure", "S-measure", "wF", "BER %", "img BER %"]
     header += ["labels", "init prompts"]
     rows = []
     for name, e in policies.items():
@@ -180,7 +190,8 @@ def results_markdown(results: Mapping[str, Any]) -> str:
                f"{e['init_iou']:.3f}", f"{100 * e['fg_hit_rate']:.0f}%", f"{e['mean_return']:.2f}",
                f"{e['latency_ms_per_click']:.1f}", f"{e['peak_mem_mb']:.0f}"]
         if has_task:
-            row += [f"{e['mae']:.3f}", f"{e['f_beta']:.3f}", f"{e['e_measure']:.3f}", f"{e['ber']:.2f}"]
+            row += [*(f"{e[k]:.3f}" for k in ("mae", "f_beta", "e_measure", "s_measure", "weighted_f")),
+                    f"{e['ber']:.2f}", f"{e['ber_image_mean']:.2f}"]
         rows.append(row + [str(e["labels"]), str(e["init_prompts"])])
     first = next(iter(policies.values()), {})
     kind = "Segment Anything" if results.get("is_sam") else "NOT SAM"
@@ -212,8 +223,11 @@ def results_markdown(results: Mapping[str, Any]) -> str:
         f"peak resident memory of the process during the policy's episodes ({first.get('memory_method', '?')}).",
     ]
     if has_task:
-        lines += ["", "Task metrics on the final masks: MAE and BER lower is better; F-beta (beta^2 = 0.3, adaptive "
-                  "threshold) and E-measure higher is better."]
+        lines += ["", "Task metrics on the final (binary) masks, used as they are: MAE and BER lower is better; F-beta "
+                  "(beta^2 = 0.3), E-measure, S-measure (alpha = 0.5) and wF (weighted F-measure, beta^2 = 1) "
+                  "higher is better; means over episodes, except `BER %`, the data-set BER from the TP/TN/Np/Nn "
+                  "counts summed over episodes (the shadow-detection protocol). `img BER %` is the mean of the "
+                  "per-episode BERs."]
     skipped = results.get("skipped") or []
     if skipped:
         lines += ["", f"Skipped {len(skipped)} unusable file(s) (no policy ran on them):", "",

@@ -174,13 +174,48 @@ def test_f_beta_void_changes_adaptive_threshold():
     assert M.f_beta(SAL, gt, void=void) == pytest.approx(1.0)
 
 
-def test_f_beta_adaptive_clipped_to_one_and_zero_map_quirk():
+def test_f_beta_adaptive_clipped_to_one():
     # mean = 0.95 -> 2*mean = 1.9 clipped to 1 -> B = {pred >= 1} = {(0,1)} = G -> F = 1
     # (without clipping nothing would pass and F would be 0)
     assert M.f_beta(np.array([[0.9, 1.0]]), b([[0, 1]])) == pytest.approx(1.0)
-    # all-zero map: thr = 0 -> pred >= 0 everywhere -> B = all ; TP 1, P 1/2, R 1
-    # F = 1.3 * 0.5 / (0.15 + 1) = 0.65 / 1.15
-    assert M.f_beta(np.zeros((1, 2)), b([[1, 0]])) == pytest.approx(0.65 / 1.15)
+
+
+@pytest.mark.parametrize("dtype", [bool, np.uint8, np.float64])
+def test_empty_binary_prediction_scores_as_empty(dtype):
+    # An empty final mask on a 2x5 GT with 1 foreground pixel. The adaptive threshold would be
+    # 2 * 0 = 0 and turn it into all-foreground: TP 1, P 1/10, R 1 -> F = 1.3 * 0.1 / 1.03 = 0.126.
+    # A binary map is used as it is: nothing predicted -> TP 0 -> F 0 (and maxF 0).
+    gt = np.zeros((2, 5), bool)
+    gt[0, 0] = True
+    empty = np.zeros((2, 5), dtype)
+    assert M.f_beta(np.ones((2, 5), dtype), gt) == pytest.approx(0.13 / 1.03)  # all-foreground
+    assert M.f_beta(empty, gt) == 0.0
+    assert M.max_f_beta(empty, gt) == 0.0
+    assert M.f_beta(empty, gt, threshold=0.0) == pytest.approx(0.13 / 1.03)  # a fixed threshold applies as given
+    # E-measure of any constant map on a two-class GT: aF = 0 -> xi = 0 -> phi = 1/4 -> E = 10 / 4 / 9,
+    # empty or full alike (the definition; the binary rule does not change it there).
+    assert M.e_measure(empty, gt) == pytest.approx(10 / 36)
+    assert M.e_measure(np.ones((2, 5), dtype), gt) == pytest.approx(10 / 36)
+    # On a one-class GT it does: all-background GT -> phi = 1 - FM = 1 -> 10 / 9 (was 0: FM all ones);
+    # all-foreground GT -> phi = FM = 0 -> 0 (was 10 / 9).
+    assert M.e_measure(empty, np.zeros((2, 5), bool)) == pytest.approx(10 / 9)
+    assert M.e_measure(empty, np.ones((2, 5), bool)) == 0.0
+
+
+def test_binary_rule_changes_nothing_but_the_empty_map():
+    # On a non-empty binary map the adaptive threshold min(2 mean, 1) is in (0, 1]: the ones pass, the
+    # zeros do not, so "as it is" and "adaptive threshold" agree.
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        pred = rng.random((9, 11)) < rng.uniform(0.05, 0.95)
+        gt = rng.random((9, 11)) < 0.4
+        thr = min(2 * pred.mean(), 1.0)
+        assert M.f_beta(pred, gt) == M.f_beta(pred, gt, threshold=thr)
+        assert M.e_measure(pred, gt) == M.e_measure(pred, gt, threshold=thr)
+        assert M.max_f_beta(pred, gt) == M.f_beta(pred, gt)  # no threshold sweep over a binary map
+    # A continuous map keeps the adaptive threshold, even a nearly-binary one: 2 * mean(0.5, 0, 0, 0) = 0.25
+    # -> B = {0.5} = G -> F 1.
+    assert M.f_beta(np.array([[0.5, 0.0], [0.0, 0.0]]), b([[1, 0], [0, 0]])) == pytest.approx(1.0)
 
 
 def test_f_beta_empty_conventions():
@@ -230,10 +265,11 @@ def test_e_measure_special_cases():
     assert M.e_measure(one, np.zeros((2, 2), bool)) == pytest.approx(1.0)
     # GT all foreground: phi = FM -> 1 / 3
     assert M.e_measure(one, np.ones((2, 2), bool)) == pytest.approx(1 / 3)
-    # all-zero map on all-background GT: adaptive thr = 0 -> FM = all ones -> phi = 0 -> E = 0
-    assert M.e_measure(np.zeros((2, 2)), np.zeros((2, 2), bool)) == 0.0
-    # with a fixed threshold FM = 0 -> phi = 1 everywhere -> 4 / (4 - 1) (the N - 1 denominator)
-    assert M.e_measure(np.zeros((2, 2)), np.zeros((2, 2), bool), threshold=0.5) == pytest.approx(4 / 3)
+    # all-zero map on all-background GT: a binary map, FM = 0 -> phi = 1 everywhere -> 4 / (4 - 1)
+    # (the N - 1 denominator)
+    assert M.e_measure(np.zeros((2, 2)), np.zeros((2, 2), bool)) == pytest.approx(4 / 3)
+    # with the fixed threshold 0 it becomes all-foreground: phi = 0 -> E = 0
+    assert M.e_measure(np.zeros((2, 2)), np.zeros((2, 2), bool), threshold=0.0) == 0.0
 
 
 def test_e_measure_void():
@@ -328,12 +364,124 @@ def test_greedy_pairwise_iou_agrees_with_iou():
     assert len({i for i, _, _ in matches}) == 3  # each pred used at most once
 
 
+def test_ber_counts_and_pooled_ber():
+    pred = np.array([[0.9, 0.4], [0.6, 0.1]])  # >= 0.5 -> [[1, 0], [1, 0]]
+    gt = b([[1, 1], [0, 0]])
+    assert M.ber_counts(pred, gt) == M.BerCounts(tp=1, tn=1, n_pos=2, n_neg=2)
+    assert M.ber_counts(pred, gt, void=b([[0, 0], [1, 0]])) == (1, 1, 2, 1)
+    assert M.pooled_ber([M.ber_counts(pred, gt)]) == M.ber(pred, gt) == 50.0
+    # Pooling is not averaging: image A (tp 9/10, tn 90/90) BER 5; image B (tp 0/90, tn 10/10) BER 50.
+    # Mean 27.5; pooled: TP 9 / 100, TN 100 / 100 -> 100 * (1 - (0.09 + 1) / 2) = 45.5.
+    counts = [M.BerCounts(9, 90, 10, 90), (0, 10, 90, 10)]
+    assert M.pooled_ber(counts) == pytest.approx(45.5)
+    assert [M.pooled_ber([c]) for c in counts] == pytest.approx([5.0, 50.0])
+    # One class absent from every GT: the present class's error rate (as ber does).
+    assert M.pooled_ber([(0, 3, 0, 4), np.array([0, 1, 0, 4])]) == pytest.approx(50.0)
+    assert M.pooled_ber([(3, 0, 4, 0)]) == pytest.approx(25.0)
+
+
+def test_pooled_ber_validation():
+    with pytest.raises(ValueError, match="Expected at least one image's counts"):
+        M.pooled_ber([])
+    with pytest.raises(ValueError, match=r"Expected counts\[1\] to be 4 non-negative integers"):
+        M.pooled_ber([(1, 1, 2, 2), (1, 1, 2)])
+    with pytest.raises(ValueError, match=r"Expected counts\[0\] to be 4 non-negative integers"):
+        M.pooled_ber([(1, -1, 2, 2)])
+    with pytest.raises(ValueError, match=r"Expected counts\[0\] to be 4 non-negative integers"):
+        M.pooled_ber([(0.5, 1, 2, 2)])
+    with pytest.raises(ValueError, match=r"Expected counts\[0\] to be 4 non-negative integers"):
+        M.pooled_ber([(float("inf"), 1, 2, 2)])
+    with pytest.raises(ValueError, match=r"Expected counts\[0\] to be 4 non-negative integers"):
+        M.pooled_ber([(True, 1, 2, 2)])
+    assert M.pooled_ber([(1.0, 1, np.int64(2), 2)]) == pytest.approx(50.0)  # whole floats, numpy ints
+    with pytest.raises(ValueError, match=r"Expected counts\[0\] to be 4 non-negative integers"):
+        M.pooled_ber([None])
+    with pytest.raises(ValueError, match=r"Expected counts\[0\] with tp <= n_pos"):
+        M.pooled_ber([(3, 1, 2, 2)])
+    with pytest.raises(ValueError, match="Expected counts with at least one pixel"):
+        M.pooled_ber([(0, 0, 0, 0)])
+
+
+# ---------------------------------------------------------------------------------------------
+# S-measure / weighted F-measure
+# ---------------------------------------------------------------------------------------------
+
+
+def _s_object(values):
+    x = np.asarray(values, dtype=float)
+    std = x.std(ddof=1) if x.size > 1 else 0.0
+    return 2 * x.mean() / (x.mean() ** 2 + 1 + std)
+
+
+def test_s_measure_by_hand():
+    gt = b([[1, 0], [0, 0]])
+    pred = np.array([[0.8, 0.2], [0.0, 0.0]])
+    # y = 1/4. Object: O(pred[G]) = O([0.8]) = 1.6 / 1.64 ; O((1 - pred)[~G]) = O([0.8, 1, 1]).
+    # Region: centroid (0, 0) -> cut at row 1, col 1 -> four one-pixel blocks, each SSIM 1 (zero numerator
+    # and denominator: one pixel has no variance), weights 1/4 -> S_r = 1.  S = 0.5 S_o + 0.5 S_r.
+    s_o = 0.25 * 1.6 / 1.64 + 0.75 * _s_object([0.8, 1.0, 1.0])
+    assert M.s_measure(pred, gt) == pytest.approx(0.5 * s_o + 0.5)
+    assert M.s_measure(pred, gt, alpha=1.0) == pytest.approx(s_o)
+    # void (0,1): the background term sees [1, 1] only -> O = 2 / 2 = 1 ; y = 1/3 ; blocks of 1 valid pixel
+    s_o_void = (1 / 3) * 1.6 / 1.64 + (2 / 3) * 1.0
+    assert M.s_measure(pred, gt, void=b([[0, 1], [0, 0]])) == pytest.approx(0.5 * s_o_void + 0.5)
+
+
+def test_s_measure_special_cases():
+    pred = np.array([[0.8, 0.2], [0.0, 0.6]])  # mean 0.4
+    assert M.s_measure(pred, np.zeros((2, 2), bool)) == pytest.approx(0.6)  # GT all background: 1 - mean
+    assert M.s_measure(pred, np.ones((2, 2), bool)) == pytest.approx(0.4)  # GT all foreground: mean
+    gt = np.zeros((6, 7), bool)
+    gt[1:4, 2:5] = True
+    assert M.s_measure(gt, gt) == pytest.approx(1.0)  # perfect
+    assert M.s_measure(gt.astype(float), gt) == M.s_measure(gt, gt)
+    # Foreground on the last row: the centroid row + 1 is H, so the lower blocks are empty (the reference
+    # returns NaN there); they get weight 0.
+    last = np.zeros((4, 4), bool)
+    last[3, 1:3] = True
+    score = M.s_measure(np.full((4, 4), 0.3), last)
+    assert np.isfinite(score) and 0.0 <= score <= 1.0
+
+
+def test_weighted_f_measure_cases():
+    gt = np.zeros((20, 20), bool)
+    gt[6:14, 5:15] = True
+    # Perfect: no error -> TPw = |G|, FPw = 0, R = 1, P = 1 -> F = 1 (up to eps).
+    assert M.weighted_f_measure(gt, gt) == pytest.approx(1.0)
+    # Empty prediction of an object away from the border: every foreground error is 1, and so is the
+    # propagated error of the background around it, so EA = 1 on the object -> R = 0 -> F = 0.
+    assert M.weighted_f_measure(np.zeros_like(gt), gt) == pytest.approx(0.0, abs=1e-12)
+    # No foreground in the GT: 0 by convention.
+    assert M.weighted_f_measure(gt, np.zeros_like(gt)) == 0.0
+    # A blurred prediction is between, and beta2 moves it.
+    pred = np.clip(gt + 0.3 * (np.add.outer(np.arange(20), np.arange(20)) % 3 == 0), 0, 1)
+    assert 0.0 < M.weighted_f_measure(pred, gt) < 1.0
+    assert M.weighted_f_measure(pred, gt, beta2=0.3) != M.weighted_f_measure(pred, gt)
+
+
+@pytest.mark.parametrize("fn", [lambda p, g, v: M.s_measure(p, g, void=v),
+                                lambda p, g, v: M.weighted_f_measure(p, g, void=v)])
+def test_structure_metrics_void(fn):
+    rng = np.random.default_rng(5)
+    gt = np.zeros((16, 18), bool)
+    gt[4:11, 3:12] = True
+    pred = np.clip(gt * 0.8 + rng.random(gt.shape) * 0.3, 0, 1)
+    void = np.zeros_like(gt)
+    void[3:5, :] = True  # a band across the object's top edge
+    assert fn(pred, gt, void) != fn(pred, gt, None)  # void pixels are left out ...
+    other = pred.copy()
+    other[void] = rng.random(np.count_nonzero(void))
+    assert fn(other, gt, void) == fn(pred, gt, void)  # ... so their values cannot matter
+    assert fn(pred, gt, np.zeros_like(gt)) == pytest.approx(fn(pred, gt, None))  # an empty void is no void
+
+
 # ---------------------------------------------------------------------------------------------
 # Bad inputs
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("fn", [M.iou, M.dice, M.mae, M.f_beta, M.max_f_beta, M.e_measure, M.ber])
+@pytest.mark.parametrize("fn", [M.iou, M.dice, M.mae, M.f_beta, M.max_f_beta, M.e_measure, M.ber, M.ber_counts,
+                                M.s_measure, M.weighted_f_measure])
 def test_array_validation(fn):
     z = np.zeros((2, 2), bool)
     with pytest.raises(ValueError, match="Expected pred and target of the same shape"):
@@ -350,7 +498,7 @@ def test_array_validation(fn):
         fn(z, z, void=np.ones((2, 2), bool))
 
 
-@pytest.mark.parametrize("fn", [M.mae, M.f_beta, M.max_f_beta, M.e_measure, M.ber])
+@pytest.mark.parametrize("fn", [M.mae, M.f_beta, M.max_f_beta, M.e_measure, M.ber, M.s_measure, M.weighted_f_measure])
 def test_soft_pred_validation(fn):
     z = np.zeros((2, 2), bool)
     with pytest.raises(ValueError, match=r"Expected pred values in \[0, 1\]"):
@@ -378,6 +526,12 @@ def test_threshold_and_beta_validation():
         M.f_beta(p, g, beta2=0.0)
     with pytest.raises(ValueError, match="Expected beta2 > 0"):
         M.max_f_beta(p, g, beta2=-1.0)
+    with pytest.raises(ValueError, match="Expected beta2 > 0"):
+        M.weighted_f_measure(p, g, beta2=0.0)
+    with pytest.raises(ValueError, match=r"Expected alpha in \[0, 1\]"):
+        M.s_measure(p, g, alpha=1.5)
+    with pytest.raises(ValueError, match=r"Expected threshold in \[0, 1\]"):
+        M.ber_counts(p, g, threshold=-1)
 
 
 @pytest.mark.parametrize("tau", [0.0, -0.1, 1.5, float("nan")])

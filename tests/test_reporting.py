@@ -63,10 +63,14 @@ def test_summarize_by_hand() -> None:
 
 def test_summarize_task_metrics_and_errors() -> None:
     records = _records()
-    records[0].task_metrics = {"mae": 0.1, "f_beta": 0.8, "e_measure": 0.9, "ber": 10.0}
-    records[1].task_metrics = {"mae": 0.3, "f_beta": 0.6, "e_measure": 0.7, "ber": 30.0}
+    # BER counts (tp, tn, n_pos, n_neg): image 0 (9, 90, 10, 90) -> 100 * (1 - (0.9 + 1) / 2) = 5;
+    # image 1 (0, 10, 90, 10) -> 50. Pooled: (9 + 0) / 100 = 0.09, (90 + 10) / 100 = 1 -> 45.5; mean 27.5.
+    records[0].task_metrics = {"mae": 0.1, "f_beta": 0.8, "e_measure": 0.9, "s_measure": 0.6, "weighted_f": 0.5,
+                               "ber": 5.0, "ber_tp": 9, "ber_tn": 90, "ber_n_pos": 10, "ber_n_neg": 90}
+    records[1].task_metrics = {"mae": 0.3, "f_beta": 0.6, "e_measure": 0.7, "s_measure": 0.4, "weighted_f": 0.3,
+                               "ber": 50.0, "ber_tp": 0, "ber_tn": 10, "ber_n_pos": 90, "ber_n_neg": 10}
     out = summarize_records(records, max_clicks=4)
-    assert (out["mae"], out["f_beta"], out["e_measure"], out["ber"]) == pytest.approx((0.2, 0.7, 0.8, 20.0))
+    assert [out[k] for k in TASK_METRICS] == pytest.approx([0.2, 0.7, 0.8, 0.5, 0.4, 45.5, 27.5])
     with pytest.raises(ValueError, match="at least one EpisodeRecord"):
         summarize_records([], max_clicks=4)
     with pytest.raises(ValueError, match="at least one click"):
@@ -99,11 +103,12 @@ def test_results_json_and_markdown(tmp_path) -> None:
 def test_markdown_task_metric_columns() -> None:
     records = _records()
     for r in records:
-        r.task_metrics = {"mae": 0.25, "f_beta": 0.5, "e_measure": 0.75, "ber": 12.5}
+        r.task_metrics = {"mae": 0.25, "f_beta": 0.5, "e_measure": 0.75, "s_measure": 0.625, "weighted_f": 0.375,
+                          "ber": 12.5, "ber_tp": 3, "ber_tn": 4, "ber_n_pos": 4, "ber_n_neg": 4}
     md = results_markdown(build_results([_run("random", records=records)], backend=BACKEND, dataset="toy",
                                         max_clicks=4, command="cmd"))
-    assert "| MAE | F-beta | E-measure | BER % |" in md
-    assert "| 0.250 | 0.500 | 0.750 | 12.50 |" in md
+    assert "| MAE | F-beta | E-measure | S-measure | wF | BER % | img BER % |" in md
+    assert "| 0.250 | 0.500 | 0.750 | 0.625 | 0.375 | 12.50 | 12.50 |" in md
 
 
 def test_plot_is_a_png(tmp_path) -> None:
@@ -131,7 +136,8 @@ def test_run_episode_records_masks_and_task_metrics() -> None:
     assert record.masks is not None and len(record.masks) == len(record.ious) + 1 == 4
     assert all(m.shape == image.shape[:2] and m.dtype == bool for m in record.masks)
     assert len(record.init_points) == len(record.init_labels) == 2  # the env's default gt_pair
-    assert set(record.task_metrics) == set(TASK_METRICS)
+    assert set(record.task_metrics) == set(TASK_METRICS) - {"ber_image_mean"} | {
+        "ber_tp", "ber_tn", "ber_n_pos", "ber_n_neg"}
     assert 0.0 <= record.task_metrics["mae"] <= 1.0
 
 

@@ -4,8 +4,9 @@ Pure numpy (no torch), in three families with their own consumers:
 
 * :mod:`sam_gym.metrics.interactive`: IoU, Dice and the click metrics (NoC, failure rate, mIoU per
   click; RITM conventions), used by the env, the click simulator, evaluation and reporting;
-* :mod:`sam_gym.metrics.saliency`: MAE, F-measure, E-measure and BER of a prediction map (SOD,
-  shadow and camouflage benchmarks), used by evaluation's task metrics;
+* :mod:`sam_gym.metrics.saliency`: MAE, F-measure, E-measure, S-measure, weighted F-measure and
+  BER (per image and pooled over a data set) of a prediction map (SOD, shadow and camouflage
+  benchmarks), used by evaluation's task metrics;
 * :mod:`sam_gym.metrics.matching`: greedy one-to-one IoU matching of many predicted masks to many
   ground-truth masks (scoring automatic mask generation, as the AoP-SAM benchmark does).
 
@@ -33,10 +34,23 @@ from sam_gym.metrics.interactive import (
     summarize_episodes,
 )
 from sam_gym.metrics.matching import greedy_iou_matching
-from sam_gym.metrics.saliency import ber, e_measure, f_beta, mae, max_f_beta
+from sam_gym.metrics.saliency import (
+    BerCounts,
+    ber,
+    ber_counts,
+    e_measure,
+    f_beta,
+    mae,
+    max_f_beta,
+    pooled_ber,
+    s_measure,
+    weighted_f_measure,
+)
 
 __all__ = [
+    "BerCounts",
     "ber",
+    "ber_counts",
     "dice",
     "e_measure",
     "f_beta",
@@ -49,5 +63,8 @@ __all__ = [
     "mean_noc",
     "miou_per_click",
     "noc",
+    "pooled_ber",
+    "s_measure",
     "summarize_episodes",
+    "weighted_f_measure",
 ]
