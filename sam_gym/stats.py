@@ -158,8 +158,12 @@ def bootstrap_columns(
     resampled = _resampled_means(arr, int(n_resamples), seed)
     tail = (1.0 - confidence) / 2.0
     lows, highs = np.quantile(resampled, [tail, 1.0 - tail], axis=0)
-    # A constant column resamples to itself; keep the interval exactly on the mean.
-    return means, np.minimum(lows, means), np.maximum(highs, means)
+    # A constant column resamples to itself (up to rounding): its mean and interval are the constant.
+    constant = arr.min(axis=0) == arr.max(axis=0)
+    means = np.where(constant, arr[0], means)
+    lows = np.where(constant, arr[0], np.minimum(lows, means))
+    highs = np.where(constant, arr[0], np.maximum(highs, means))
+    return means, lows, highs
 
 
 def bootstrap_ci(

@@ -23,6 +23,7 @@ __all__ = ["TASK_METRICS", "TAUS", "episode_entry", "episode_key", "episode_valu
 TASK_METRICS: dict[str, str] = {"mae": "lower", "f_beta": "higher", "e_measure": "higher", "ber": "lower"}
 #: IoU thresholds of NoC and FR (keys ``noc@85``, ``failed@85``, ...).
 TAUS: tuple[float, ...] = (0.85, 0.90)
+_NOT_METRICS = ("index", "seed")  # numbers of an entry that identify the episode
 
 
 def _pct(tau: float) -> int:
@@ -79,11 +80,12 @@ def episode_value(entry: Mapping[str, Any], metric: str) -> float:
     if metric.startswith("iou@") and metric[4:].isdigit() and int(metric[4:]) >= 1:
         ious = entry["ious"]
         return float(ious[min(int(metric[4:]), len(ious)) - 1])
-    if metric in entry and metric not in ("ious", "task_metrics") and not isinstance(entry[metric], str):
+    if metric in entry and metric not in _NOT_METRICS and isinstance(entry[metric], (int, float)):
         return float(entry[metric])
     if metric in entry.get("task_metrics", {}):
         return float(entry["task_metrics"][metric])
-    known = [k for k, v in entry.items() if isinstance(v, (int, float))] + ["iou@K", *entry.get("task_metrics", {})]
+    known = [k for k, v in entry.items() if k not in _NOT_METRICS and isinstance(v, (int, float))]
+    known += ["iou@K", *entry.get("task_metrics", {})]
     raise ValueError(f"Expected a per-episode metric among {known}, got {metric!r}")
 
 
