@@ -133,7 +133,7 @@ def canonical_command(prog: str, add_arguments: Callable[[argparse.ArgumentParse
                       args: argparse.Namespace, skip: Collection[str] = ()) -> str:
     """The command line that reproduces a run: every option of the command spelled out with its value.
 
-    Options come in the order ``add_arguments`` adds them, under their last long name. An option
+    Options come in the order ``add_arguments`` adds them, under their first long name. An option
     whose value is ``None`` (not given, no default) or whose help is suppressed (a deprecated
     alias) is left out; a flag is written when set; a repeatable option once per value.
 
@@ -149,7 +149,7 @@ def canonical_command(prog: str, add_arguments: Callable[[argparse.ArgumentParse
     for action in parser._actions:  # argparse has no public list of a parser's options
         if not action.option_strings or action.help == argparse.SUPPRESS or action.dest in skip:
             continue
-        flag = [s for s in action.option_strings if s.startswith("--")][-1:] or action.option_strings[-1:]
+        flag = [s for s in action.option_strings if s.startswith("--")][:1] or action.option_strings[:1]
         value = getattr(args, action.dest, None)
         if action.nargs == 0:  # a flag (store_true, store_false, store_const)
             if value == action.const:
