@@ -17,13 +17,12 @@ indexed ``[row, col]``.
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from sam_gym.commands.common import add_backend_arguments, backend_from_args, check_out
+from sam_gym.commands.common import add_backend_arguments, backend_from_args, canonical_command, check_out
 from sam_gym.commands.eval import EvalSettings, build_policies, evaluate
 
 HELP = "train a small AlignSAM agent on synthetic shapes and compare it with the baselines (offline)"
@@ -61,14 +60,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                              "evaluation, numbers meaningless")
 
 
+#: Options that ``--quick`` overrides (with :data:`QUICK`, seeds ``0`` and no strips): the quick
+#: run's command line leaves them out, since they do not change what it runs.
+QUICK_IGNORES = ("n_train", "timesteps", "max_clicks", "seeds", "save_episodes")
+
+
 def _command_line(args: argparse.Namespace) -> str:
-    argv = ["sam-gym", "demo", "--dataset", args.dataset, "--backend", args.backend]
-    if args.checkpoint:
-        argv += ["--checkpoint", str(args.checkpoint)]
-    argv += ["--policies", args.policies, "--n-train", str(args.n_train), "--timesteps", str(args.timesteps),
-             "--max-clicks", str(args.max_clicks), "--seeds", args.seeds, "--seed", str(args.seed),
-             "--save-episodes", str(args.save_episodes), "--out", str(args.out)]
-    return shlex.join(argv + (["--quick"] if args.quick else []))
+    """The command line that reproduces this run (with ``--quick``, without the options it overrides)."""
+    return canonical_command("sam-gym demo", add_arguments, args, skip=QUICK_IGNORES if args.quick else ())
 
 
 def _train_config(args: argparse.Namespace, run_dir: Path) -> Any:

@@ -23,6 +23,7 @@ COMMANDS: dict[str, Entry] = {
     "cache": Entry("sam_gym.commands.cache"),
     "bench": Entry("sam_gym.commands.bench"),
     "eval": Entry("sam_gym.commands.eval"),
+    "compare": Entry("sam_gym.commands.compare"),
     "demo": Entry("agents.demo_command"),
     "train-aop": Entry("agents.aop.train_command"),
     "train-sapnet": Entry("agents.sapnet.train_command"),

@@ -10,6 +10,7 @@ measures each one's peak memory (:class:`PeakMemory`); :mod:`sam_gym.reporting` 
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import time
 import warnings
@@ -33,6 +34,7 @@ __all__ = [
     "prepare_episodes",
     "run_episode",
     "run_episodes",
+    "sample_digests",
 ]
 
 
@@ -59,6 +61,9 @@ class EpisodeRecord:
         task_metrics: With ``task_metrics``, binary-task scores of the final mask (``mae``, ``f_beta``,
             ``e_measure``, ``s_measure``, ``weighted_f``, ``ber`` and the BER counts; see
             :func:`final_mask_metrics`); else empty.
+        image_sha256: Content hash of the image (:func:`sample_digests`); empty when not recorded.
+        sample_sha256: Content hash of the sample (image, ground truth and void; :func:`sample_digests`),
+            which identifies the episode's task across runs; empty when not recorded.
     """
 
     index: int
@@ -76,11 +81,32 @@ class EpisodeRecord:
     init_labels: list[int] = field(default_factory=list)
     masks: list[np.ndarray] | None = None
     task_metrics: dict[str, float] = field(default_factory=dict)
+    image_sha256: str = ""
+    sample_sha256: str = ""
 
     @property
     def total_reward(self) -> float:
         """Sum of the rewards (the episode return)."""
         return float(np.sum(self.rewards)) if self.rewards else 0.0
+
+
+def sample_digests(sample: Any) -> tuple[str, str]:
+    """Content hashes of a sample: ``(image_sha256, sample_sha256)``, both hex sha256.
+
+    ``image_sha256`` is :func:`sam_gym.cache.image_key` of the image (its shape, dtype and bytes).
+    ``sample_sha256`` also covers the ground truth and the void mask (``(H, W)``, indexed
+    ``[row, col]``), so two instances of one image are two samples. Results of two runs are
+    joined on it (``sam-gym compare``): it does not depend on file names or dataset indices.
+    """
+    from sam_gym.cache import image_key
+
+    image = image_key(sample.image)
+    digest = hashlib.sha256(image.encode())
+    for name, mask in (("target", sample.target), ("void", sample.void)):
+        mask = np.asarray(mask, dtype=bool)
+        digest.update(f"|{name}|{mask.shape}|".encode())
+        digest.update(np.packbits(mask).tobytes())
+    return image, digest.hexdigest()
 
 
 def _action_masks_kwargs(policy: Any, env: Any) -> dict[str, Any]:
@@ -141,6 +167,7 @@ def run_episode(
     record = EpisodeRecord(index=index, image_id=view.sample.key, seed=seed, init_iou=float(info["iou"]),
                            init_points=[(float(x), float(y)) for x, y in view.points],
                            init_labels=[int(v) for v in view.labels])
+    record.image_sha256, record.sample_sha256 = sample_digests(view.sample)
     if record_masks:
         record.masks = [view.mask.copy()]
     episode_start = np.array([True])

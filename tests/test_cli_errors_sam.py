@@ -53,7 +53,7 @@ def _other_sam(path: Path) -> None:  # a (tiny) SAM's weights for ViT-B: the mod
 def test_bad_checkpoint_is_one_line_with_status_2(make, message, tmp_path, capsys) -> None:
     path = tmp_path / "weights.pth"
     make(path)
-    argv = ["eval", "--policy", "random", "--dataset", "synthetic-shapes", "--episodes", "1", "--backend",
+    argv = ["eval", "--policy", "random", "--dataset", "synthetic-shapes", "--samples", "1", "--backend",
             "sam_vit_b", "--checkpoint", str(path), "--device", "cpu", "--out", str(tmp_path / "out")]
     assert main(argv) == 2
     captured = capsys.readouterr()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import textwrap
 from pathlib import Path
 
@@ -54,7 +55,7 @@ def user_policy(tmp_path, monkeypatch) -> str:
 
 def _eval(out: Path, *policies: str, extra: tuple[str, ...] = ()) -> int:
     argv = ["eval", *(a for p in policies for a in ("--policy", p)), "--dataset", "synthetic-shapes",
-            "--episodes", "3", "--max-clicks", "4", "--seeds", "0,1", "--grid", "6x6", "--out", str(out), *extra]
+            "--samples", "3", "--max-clicks", "4", "--seeds", "0,1", "--grid", "6x6", "--out", str(out), *extra]
     return main(argv)
 
 
@@ -82,6 +83,78 @@ def test_eval_end_to_end(tmp_path, user_policy, capsys) -> None:
     strips = sorted((out / "episodes").glob("*.png"))
     assert len(strips) == 3 * 2 and all(cv2.imread(str(p)) is not None for p in strips)
     assert "| random |" in capsys.readouterr().out
+
+
+def test_results_keep_every_episode(tmp_path) -> None:
+    out = tmp_path / "run"
+    assert _eval(out, "random", "grid") == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["schema_version"] == 2 and results["dataset_path"] is None  # a built-in dataset
+    assert len(results["dataset_sha256"]) == 64 and results["backend_model_id"].startswith("classical")
+    keys = {}
+    for name, entry in results["policies"].items():
+        episodes = entry["episodes"]
+        assert len(episodes) == entry["n_episodes"] == 6 and entry["n_images"] == 3
+        assert [(e["index"], e["seed"]) for e in episodes] == [(i, s) for s in (0, 1) for i in range(3)]
+        for e in episodes:
+            assert len(e["ious"]) == 4 and e["final_iou"] == e["ious"][-1]
+            assert len(e["image_sha256"]) == len(e["sample_sha256"]) == 64
+            assert e["failed@90"] == (e["noc@90"] >= 4)
+        keys[name] = [(e["sample_sha256"], e["seed"]) for e in episodes]
+        assert entry["ci95"]["noc@90"][0] <= entry["noc@90"] <= entry["ci95"]["noc@90"][1]
+        assert len(entry["ci95"]["miou_per_click"]) == 4
+    assert keys["random"] == keys["grid"]
+    assert len({k for k, _ in keys["random"]}) == 3  # three distinct samples
+    assert "## Paired differences with `random`" in (out / "results.md").read_text()
+
+
+def test_episodes_is_a_deprecated_alias_of_samples(tmp_path, capsys) -> None:
+    out = tmp_path / "run"
+    argv = ["eval", "--policy", "random", "--dataset", "synthetic-shapes", "--max-clicks", "2", "--out", str(out)]
+    assert main([*argv, "--episodes", "2"]) == 0
+    assert "--episodes is deprecated" in capsys.readouterr().err
+    results = json.loads((out / "results.json").read_text())
+    assert results["n_samples"] == 2 and "--samples 2" in results["command"] and "--episodes" not in results["command"]
+    assert main([*argv, "--episodes", "2", "--samples", "3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "--samples alone" in err
+
+
+def test_canonical_command_reproduces_the_run(tmp_path, monkeypatch) -> None:
+    data = _write_folder_dataset(tmp_path / "toy", 3)
+    monkeypatch.chdir(tmp_path)
+    assert main(["eval", "--policy", "random", "--policy", "grid:3", "--dataset", "toy", "--void", "128",
+                 "--samples", "2", "--max-clicks", "3", "--seeds", "1,2", "--out", "first"]) == 0
+    first = json.loads((tmp_path / "first" / "results.json").read_text())
+    assert first["dataset_path"] == str(data.resolve())
+    argv = shlex.split(first["command"])
+    assert argv[:2] == ["sam-gym", "eval"] and argv[-2:] == ["--out", "first"]
+    assert {"--void", "--samples", "--seeds", "--task-metrics", "--on-error"} <= set(argv) and "--half" not in argv
+    assert main([*argv[1:-2], "--out", "second"]) == 0
+    second = json.loads((tmp_path / "second" / "results.json").read_text())
+    assert second["command"] == first["command"].replace("--out first", "--out second")
+    for name in ("random", "grid:3"):
+        assert second["policies"][name]["episodes"] == first["policies"][name]["episodes"]
+
+
+def test_canonical_command_spells_out_every_kind_of_option() -> None:
+    import argparse
+
+    from sam_gym.commands.common import canonical_command
+
+    def add(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--name", action="append")
+        parser.add_argument("--size", "--old-size", type=int, default=3)
+        parser.add_argument("--many", nargs="+", type=int)
+        parser.add_argument("--fast", action="store_true")
+        parser.add_argument("--unset", default=None)
+        parser.add_argument("--hidden", default="x", help=argparse.SUPPRESS)
+
+    args = argparse.Namespace(name=["a b", "c"], size=5, many=[1, 2], fast=True, unset=None, hidden="x")
+    assert canonical_command("tool run", add, args) == \
+        "tool run --name 'a b' --name c --size 5 --many 1 2 --fast"
+    args.fast = False
+    assert canonical_command("tool run", add, args, skip=("many",)) == "tool run --name 'a b' --name c --size 5"
 
 
 def test_same_episodes_for_every_policy(tmp_path) -> None:
@@ -157,9 +230,14 @@ def test_demo_quick(tmp_path, capsys) -> None:
     assert results["policies"]["alignsam"]["oracle"] is False
     assert results["indices"] == [2]  # the first held-out sample after the 2 training samples of --quick
     assert (out / "alignsam" / "config.json").is_file() and (out / "iou_vs_clicks.png").is_file()
-    # a second run reuses the finished agent instead of training again
-    assert main(["demo", "--quick", "--policies", "random", "--out", str(out)]) == 0
+    # the recorded command is the quick run's (not the full-size defaults that --quick overrides) ...
+    command = shlex.split(results["command"])
+    assert "--quick" in command and not {"--n-train", "--timesteps", "--max-clicks"} & set(command)
+    # ... and running it again reproduces the run, reusing the finished agent instead of training again
+    assert main(command[1:]) == 0
     assert "reusing the trained agent" in capsys.readouterr().out
+    again = json.loads((out / "results.json").read_text())
+    assert again["policies"]["random"]["episodes"] == results["policies"]["random"]["episodes"]
 
 
 def test_demo_rejects_alignsam_as_a_baseline(tmp_path, capsys) -> None:
@@ -240,7 +318,7 @@ def test_forged_classical_cache_entry_is_recomputed(tmp_path) -> None:
 
     cache_dir = tmp_path / "cache"
     first, second = tmp_path / "first", tmp_path / "second"
-    argv = ["eval", "--policy", "grid", "--dataset", "synthetic-shapes", "--episodes", "1", "--max-clicks", "3",
+    argv = ["eval", "--policy", "grid", "--dataset", "synthetic-shapes", "--samples", "1", "--max-clicks", "3",
             "--cache-dir", str(cache_dir)]
     assert main([*argv, "--out", str(first)]) == 0
     (entry,) = cache_dir.rglob("*.npz")

@@ -11,15 +11,18 @@ import pytest
 
 from sam_gym.evaluation import EpisodeRecord, PeakMemory, PolicyRun, run_episode
 from sam_gym.reporting import (
+    SCHEMA_VERSION,
     TASK_METRICS,
     build_results,
     episode_strip,
     plot_iou_vs_clicks,
+    provenance,
     results_markdown,
     save_episode_strips,
     summarize_records,
     write_results,
 )
+from sam_gym.reporting.strips import FALSE_NEGATIVE_RGB, FALSE_POSITIVE_RGB, TRUE_POSITIVE_RGB
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 BACKEND = SimpleNamespace(name="classical", description="classical (weight-free, not SAM)", is_sam=False)
@@ -59,6 +62,22 @@ def test_summarize_by_hand() -> None:
     assert out["seeds"] == [0, 3]
     assert out["n_episodes"] == 2
     assert not any(k in out for k in TASK_METRICS)
+    # two images: each figure's resample means take 3 values (both images, or one twice), so the 95 %
+    # interval runs from the smaller image's value to the larger's
+    assert out["n_images"] == 2
+    assert out["ci95"]["noc@85"] == [2.0, 4.0] and out["ci95"]["noc@90"] == [3.0, 4.0]
+    assert out["ci95"]["fr@85"] == [0.0, 1.0] and out["ci95"]["init_iou"] == [0.0, 0.2]
+    assert out["ci95"]["miou_per_click"][3] == pytest.approx([0.88, 0.95])
+    assert out["ci95"]["fg_hit_rate"] == [0.25, 0.75]
+
+
+def test_per_episode_entries_by_hand() -> None:
+    a, b = summarize_records(_records(), max_clicks=4)["episodes"]
+    assert a == {"index": 0, "image_id": "a", "image_sha256": "", "sample_sha256": "", "seed": 0, "init_iou": 0.2,
+                 "ious": [0.5, 0.86, 0.91, 0.95], "final_iou": 0.95, "noc@85": 2, "noc@90": 3, "failed@85": False,
+                 "failed@90": False, "is_success": False, "clicks": 4, "fg_hits": 3, "return": 2.0, "task_metrics": {}}
+    # reaching .85 on the last allowed click is a failure (RITM's strict rule)
+    assert (b["noc@85"], b["failed@85"], b["noc@90"], b["failed@90"]) == (4, True, 4, True)
 
 
 def test_summarize_task_metrics_and_errors() -> None:
@@ -85,6 +104,13 @@ def test_results_json_and_markdown(tmp_path) -> None:
     loaded = json.loads(json_path.read_text())
     assert {"backend", "backend_description", "is_sam", "dataset", "max_clicks", "command", "grid",
             "policies"} <= set(loaded)
+    assert loaded["schema_version"] == SCHEMA_VERSION == 2
+    assert {"sam_gym_version", "git_commit", "git_dirty", "created", "dataset_path", "dataset_sha256",
+            "backend_model_id", "bootstrap"} <= set(loaded)
+    assert loaded["bootstrap"] == {"confidence": 0.95, "n_resamples": 10000, "seed": 0, "unit": "image",
+                                   "method": "percentile"}
+    assert loaded["dataset_sha256"] is None  # these hand-made records carry no sample hashes
+    assert len(loaded["policies"]["random"]["episodes"]) == 2
     assert loaded["backend_description"] == BACKEND.description
     entry = loaded["policies"]["clicker"]
     for key in ("noc@85", "noc@90", "fr@85", "fr@90", "miou_per_click", "fg_hit_rate", "mean_return", "n_episodes",
@@ -96,8 +122,53 @@ def test_results_json_and_markdown(tmp_path) -> None:
     assert "sam-gym eval --policy random --policy clicker" in md
     assert BACKEND.description in md and "NOT SAM" in md
     assert "| clicker† |" in md and "| random |" in md and "† Oracle policy" in md
-    assert "| 3.00 | 3.50 | 50.0% | 50.0% |" in md  # NoC@85, NoC@90, FR@85, FR@90 of test_summarize_by_hand
+    # NoC@85, NoC@90, FR@85, FR@90 of test_summarize_by_hand, with their intervals
+    assert "| 3.00 [2.00, 4.00] | 3.50 [3.00, 4.00] | 50.0% [0.0, 100.0] | 50.0% [0.0, 100.0] |" in md
+    assert "95% percentile bootstrap interval over the 2 images" in md
+    # the same episodes under two names: a paired difference of exactly zero
+    assert "## Paired differences with `random`" in md
+    assert "| NoC@90 (lower is better) | clicker | random | 3.50 | 3.50 | 0.00 [0.00, 0.00] | 1.0000 | 2 (0) |" in md
     assert not list(tmp_path.glob(".*tmp"))  # atomic writes leave no temporary file
+
+
+def test_schema_1_results_still_render() -> None:
+    # a results.json of sam_gym <= 0.2.0: no ci95, no episodes, no provenance
+    results = build_results([_run("random"), _run("grid")], backend=BACKEND, dataset="toy", max_clicks=4,
+                            command="cmd")
+    for key in ("schema_version", "sam_gym_version", "git_commit", "git_dirty", "created", "dataset_sha256"):
+        del results[key]
+    for entry in results["policies"].values():
+        del entry["ci95"], entry["episodes"], entry["n_images"]
+    md = results_markdown(results)
+    assert "| 3.00 | 3.50 | 50.0% | 50.0% |" in md and "Paired" not in md and "bootstrap" not in md
+
+
+def test_dataset_hash_covers_the_samples_used() -> None:
+    def digest(hashes: list[str]) -> str | None:
+        records = _records()
+        for record, value in zip(records, hashes, strict=True):
+            record.sample_sha256 = value
+        return build_results([_run("random", records=records)], backend=BACKEND, dataset="toy", max_clicks=4,
+                             command="cmd")["dataset_sha256"]
+
+    first = digest(["a" * 64, "b" * 64])
+    assert first is not None and len(first) == 64
+    assert digest(["a" * 64, "b" * 64]) == first and digest(["a" * 64, "c" * 64]) != first
+
+
+def test_provenance_without_git(monkeypatch) -> None:
+    import subprocess
+
+    info = provenance()
+    assert info["sam_gym_version"] and info["created"].endswith("+00:00")
+    assert info["git_commit"] is None or len(info["git_commit"]) == 40
+
+    def no_git(*args, **kwargs):
+        raise FileNotFoundError("git")
+
+    monkeypatch.setattr(subprocess, "run", no_git)
+    info = provenance()
+    assert info["git_commit"] is None and info["git_dirty"] is None
 
 
 def test_markdown_task_metric_columns() -> None:
@@ -108,19 +179,26 @@ def test_markdown_task_metric_columns() -> None:
     md = results_markdown(build_results([_run("random", records=records)], backend=BACKEND, dataset="toy",
                                         max_clicks=4, command="cmd"))
     assert "| MAE | F-beta | E-measure | S-measure | wF | BER % | img BER % |" in md
-    assert "| 0.250 | 0.500 | 0.750 | 0.625 | 0.375 | 12.50 | 12.50 |" in md
+    # every image scored the same: zero-width intervals
+    assert ("| 0.250 [0.250, 0.250] | 0.500 [0.500, 0.500] | 0.750 [0.750, 0.750] | 0.625 [0.625, 0.625] "
+            "| 0.375 [0.375, 0.375] | 12.50 [12.50, 12.50] | 12.50 [12.50, 12.50] |") in md
 
 
-def test_plot_is_a_png(tmp_path) -> None:
+def test_plot_is_a_png_with_bands(tmp_path) -> None:
     results = build_results([_run("random"), _run("clicker", oracle=True)], backend=BACKEND, dataset="toy",
                             max_clicks=4, command="cmd")
     path = plot_iou_vs_clicks(results, tmp_path / "plots" / "iou_vs_clicks.png")
     assert path.read_bytes()[:8] == PNG_SIGNATURE
     image = cv2.imread(str(path))
     assert image is not None and image.shape[0] > 300 and image.shape[1] > 400
+    for entry in results["policies"].values():
+        del entry["ci95"]
+    bare = cv2.imread(str(plot_iou_vs_clicks(results, tmp_path / "bare.png")))
+    # the bands shade pixels that stay white without intervals
+    assert np.count_nonzero(np.all(image == 255, axis=2)) < np.count_nonzero(np.all(bare == 255, axis=2)) - 1000
 
 
-def _recorded_episode() -> tuple[np.ndarray, EpisodeRecord]:
+def _recorded_episode() -> tuple[object, EpisodeRecord]:
     from agents.simple import GridPolicy
     from sam_gym.envs import SamPromptEnv
 
@@ -128,11 +206,12 @@ def _recorded_episode() -> tuple[np.ndarray, EpisodeRecord]:
     policy = GridPolicy()
     policy.bind(env)
     record = run_episode(policy, env, index=1, seed=0, record_masks=True, task_metrics=True)
-    return env.dataset[1].image, record
+    return env.dataset[1], record
 
 
 def test_run_episode_records_masks_and_task_metrics() -> None:
-    image, record = _recorded_episode()
+    sample, record = _recorded_episode()
+    image = sample.image
     assert record.masks is not None and len(record.masks) == len(record.ious) + 1 == 4
     assert all(m.shape == image.shape[:2] and m.dtype == bool for m in record.masks)
     assert len(record.init_points) == len(record.init_labels) == 2  # the env's default gt_pair
@@ -152,19 +231,60 @@ def test_run_episode_default_keeps_no_masks() -> None:
     assert record.masks is None and record.task_metrics == {}
 
 
+def test_run_episode_records_sample_hashes() -> None:
+    from sam_gym.cache import image_key
+    from sam_gym.evaluation import sample_digests
+
+    sample, record = _recorded_episode()
+    assert record.image_sha256 == image_key(sample.image)
+    assert (record.image_sha256, record.sample_sha256) == sample_digests(sample)
+    other = SimpleNamespace(image=sample.image, target=~sample.target, void=sample.void)
+    image_hash, sample_hash = sample_digests(other)
+    assert image_hash == record.image_sha256 and sample_hash != record.sample_sha256  # another target, same image
+
+
 def test_episode_strip_and_files(tmp_path) -> None:
-    image, record = _recorded_episode()
-    strip = episode_strip(image, record, columns=3, height=64)
-    # 4 panels (init + 3 clicks) in rows of 3 -> 2 rows of (22-pixel caption + 64) pixels, 3 panels wide
+    sample, record = _recorded_episode()
+    image = sample.image
+    strip = episode_strip(sample, record, columns=3, height=64, policy="grid", backend="classical")
+    # under the header: 4 panels (init + 3 clicks) in rows of 3 -> 2 rows of (22-pixel caption + 64) pixels
     width = round(image.shape[1] * 64 / image.shape[0])
-    assert strip.shape == (2 * (22 + 64), 3 * width, 3) and strip.dtype == np.uint8
-    dataset = [SimpleNamespace(image=image)] * 2
+    header = strip.shape[0] - 2 * (22 + 64)
+    assert strip.shape[1:] == (3 * width, 3) and strip.dtype == np.uint8 and header > 3 * 18
+    assert np.any(strip[:header] < 128)  # title and legend are drawn
+    assert not np.array_equal(episode_strip(sample, record, columns=3, height=64, policy="random",
+                                            backend="classical")[:header], strip[:header])
     run = _run("grid:4", records=[record, EpisodeRecord(index=0, image_id="x", seed=0, ious=[0.5])])
-    paths = save_episode_strips(run, dataset, tmp_path / "episodes")
+    paths = save_episode_strips(run, [sample] * 2, tmp_path / "episodes", backend="classical")
     assert len(paths) == 1 and paths[0].name.startswith("grid_4_00_") and paths[0].read_bytes()[:8] == PNG_SIGNATURE
     record.masks = None
     with pytest.raises(ValueError, match="record_masks"):
-        episode_strip(image, record)
+        episode_strip(sample, record)
+
+
+def test_episode_strip_colours_errors_against_the_ground_truth() -> None:
+    # 48 x 48 black image, target = left half, prediction = top half: TP top-left, FP top-right,
+    # FN bottom-left, true negative bottom-right
+    h = w = 48
+    target = np.zeros((h, w), bool)
+    target[:, : w // 2] = True
+    mask = np.zeros((h, w), bool)
+    mask[: h // 2] = True
+    sample = SimpleNamespace(image=np.zeros((h, w, 3), np.uint8), target=target, void=np.zeros((h, w), bool))
+    record = EpisodeRecord(index=0, image_id="toy", seed=0, ious=[1 / 3], rewards=[0.0], on_target=[True],
+                           points=[(40.0, 40.0)], labels=[0], masks=[mask, mask])
+    strip = episode_strip(sample, record, columns=2, height=h)
+    panel = strip[strip.shape[0] - h:, :w].astype(int)  # the first panel, below its caption
+    inner = (slice(4, 20), slice(4, 20))  # away from the outlines
+    tp, fp = panel[inner], panel[4:20, 28:44]
+    fn, tn = panel[28:44, 4:20], panel[28:36, 28:36]  # tn away from the negative click at (40, 40)
+    assert np.allclose(tp, 0.5 * np.array(TRUE_POSITIVE_RGB), atol=2)
+    assert np.allclose(fp, 0.5 * np.array(FALSE_POSITIVE_RGB), atol=2)
+    hatched = np.all(fn == FALSE_NEGATIVE_RGB, axis=-1)
+    assert 0.2 < hatched.mean() < 0.5 and np.all(fn[~hatched] == 0)
+    assert np.all(tn == 0)
+    # the ground-truth outline runs along the target's right edge (column 23/24) in the bottom half
+    assert np.any(np.all(panel[30:40, 22:26] == FALSE_NEGATIVE_RGB, axis=-1))
 
 
 def test_peak_memory_sees_an_allocation() -> None:
@@ -189,3 +309,22 @@ def test_markdown_table_aligns_and_checks_rows() -> None:
         markdown_table([["a"]], ["name", "n"])
     with pytest.raises(ValueError, match="Expected right-aligned columns among"):
         markdown_table([["a"]], ["name"], right=["nmae"])
+
+
+def test_summary_ber_is_pooled_from_counts_with_an_interval() -> None:
+    from sam_gym.metrics import pooled_ber
+
+    records = _records()
+    counts = [(9, 90, 10, 90), (0, 10, 90, 10)] * (len(records) // 2 + 1)
+    for r, (tp, tn, n_pos, n_neg) in zip(records, counts, strict=False):
+        r.task_metrics = {"mae": 0.1, "f_beta": 0.5, "e_measure": 0.5, "s_measure": 0.5, "weighted_f": 0.5,
+                          "ber": pooled_ber([(tp, tn, n_pos, n_neg)]),
+                          "ber_tp": tp, "ber_tn": tn, "ber_n_pos": n_pos, "ber_n_neg": n_neg}
+    entry = build_results([_run("random", records=records)], backend=BACKEND, dataset="toy", max_clicks=4,
+                          command="cmd")["policies"]["random"]
+    used = counts[:len(records)]
+    assert entry["ber"] == pytest.approx(pooled_ber(used))
+    assert entry["ber_image_mean"] == pytest.approx(np.mean([pooled_ber([c]) for c in used]))
+    assert entry["ber"] != pytest.approx(entry["ber_image_mean"])
+    low, high = entry["ci95"]["ber"]
+    assert low <= entry["ber"] <= high

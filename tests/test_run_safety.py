@@ -37,7 +37,7 @@ from sam_gym.envs import SamPromptEnv  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--n-steps", "16", "--batch-size", "16", "--n-epochs", "1", "--n-envs", "1", "--n-train", "4",
         "--srm-warmup-steps", "2", "--max-clicks", "4", "--no-progress", "--device", "cpu", "--seed", "0"]
-EVAL = ["--dataset", "synthetic-shapes", "--episodes", "1", "--max-clicks", "2"]
+EVAL = ["--dataset", "synthetic-shapes", "--samples", "1", "--max-clicks", "2"]
 
 
 class _Payload:

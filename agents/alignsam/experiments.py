@@ -167,26 +167,39 @@ def evaluate_run(run_dir: str | Path, indices: Sequence[int], eval_seeds: Sequen
     return results
 
 
-def summarize(per_seed: dict[int, dict[str, dict[str, float]]]) -> dict[str, dict[str, tuple[float, float]]]:
-    """Condition -> metric -> (mean, std) over training seeds (population std, 0 for one seed)."""
+def summarize(per_seed: dict[int, dict[str, dict[str, float]]]) -> dict[str, dict[str, tuple[float, ...]]]:
+    """Condition -> metric -> ``(mean, std, low, high)`` over training seeds.
+
+    ``std`` is the population std (0 for one seed); ``[low, high]`` is the 95 % percentile bootstrap
+    interval of the mean over the training seeds (:func:`sam_gym.stats.bootstrap_ci`, 10 000
+    resamples, seed 0; zero width for one seed, coarse for a few).
+    """
+    from sam_gym.stats import bootstrap_ci
+
     conditions = next(iter(per_seed.values())).keys()
-    out: dict[str, dict[str, tuple[float, float]]] = {}
+    out: dict[str, dict[str, tuple[float, ...]]] = {}
     for cond in conditions:
         metrics = next(iter(per_seed.values()))[cond].keys()
-        out[cond] = {m: (float(np.mean([r[cond][m] for r in per_seed.values()])),
-                         float(np.std([r[cond][m] for r in per_seed.values()]))) for m in metrics}
+        out[cond] = {}
+        for m in metrics:
+            values = [r[cond][m] for r in per_seed.values()]
+            ci = bootstrap_ci(values)
+            out[cond][m] = (float(np.mean(values)), float(np.std(values)), ci.low, ci.high)
     return out
 
 
-def markdown_table(summary: dict[str, dict[str, tuple[float, float]]], n_seeds: int) -> str:
-    """The results as a Markdown table (mean +/- std over ``n_seeds`` training seeds)."""
+def markdown_table(summary: dict[str, dict[str, tuple[float, ...]]], n_seeds: int) -> str:
+    """The results as a Markdown table (mean +/- std [95 % bootstrap interval] over ``n_seeds`` training seeds)."""
     columns = ["condition", "fg-hit rate", "mIoU after last click", "mIoU after click 1", "label accuracy",
                "init on target", "mIoU last, init on target", "mIoU last, init off target", "what"]
-    rows = [[cond, *(f"{metrics[m][0]:.3f} ± {metrics[m][1]:.3f}" if m in metrics else "–"
+    rows = [[cond, *(f"{metrics[m][0]:.3f} ± {metrics[m][1]:.3f} [{metrics[m][2]:.3f}, {metrics[m][3]:.3f}]"
+                     if m in metrics else "–"
                      for m in ("hit_rate", "miou_final", "miou_first", "label_accuracy", "init_on_target",
                                "miou_final_good_init", "miou_final_bad_init")), CONDITIONS[cond]]
             for cond, metrics in summary.items() if cond in CONDITIONS]
-    lines = [reporting.markdown_table(rows, columns), f"\nmean ± std over {n_seeds} training seed(s)"]
+    lines = [reporting.markdown_table(rows, columns),
+             f"\nmean ± std [95% percentile bootstrap interval of the mean, 10000 resamples] over {n_seeds} training "
+             "seed(s); with few seeds the interval is coarse"]
     if SRM_MAP in summary:
         srm = summary[SRM_MAP]
         lines.append("\nSRM map on the held-out images (states of one episode per image: ground-truth initial pair, "

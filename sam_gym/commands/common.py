@@ -7,11 +7,20 @@ arguments with these helpers too, so every command spells ``--backend`` and ``--
 from __future__ import annotations
 
 import argparse
+import shlex
 import tempfile
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_backend_arguments", "add_dataset_arguments", "backend_from_args", "check_out", "dataset_from_args"]
+__all__ = [
+    "add_backend_arguments",
+    "add_dataset_arguments",
+    "backend_from_args",
+    "canonical_command",
+    "check_out",
+    "dataset_from_args",
+]
 
 
 def add_dataset_arguments(parser: argparse.ArgumentParser, default: str | None = "synthetic-shapes",
@@ -118,3 +127,41 @@ def dataset_from_args(args: argparse.Namespace) -> Any:
     if args.limit is not None:
         dataset = Subset(dataset, range(min(args.limit, len(dataset))))
     return dataset
+
+
+def canonical_command(prog: str, add_arguments: Callable[[argparse.ArgumentParser], None],
+                      args: argparse.Namespace, skip: Collection[str] = ()) -> str:
+    """The command line that reproduces a run: every option of the command spelled out with its value.
+
+    Options come in the order ``add_arguments`` adds them, under their first long name. An option
+    whose value is ``None`` (not given, no default) or whose help is suppressed (a deprecated
+    alias) is left out; a flag is written when set; a repeatable option once per value.
+
+    Args:
+        prog: The program and command, e.g. ``"sam-gym eval"``.
+        add_arguments: The command's ``add_arguments`` (the options are read from the parser it builds).
+        args: The parsed arguments, with the values the run used.
+        skip: Destinations to leave out (options the run ignored).
+    """
+    parser = argparse.ArgumentParser(add_help=False)
+    add_arguments(parser)
+    argv = shlex.split(prog)
+    for action in parser._actions:  # argparse has no public list of a parser's options
+        if not action.option_strings or action.help == argparse.SUPPRESS or action.dest in skip:
+            continue
+        flag = [s for s in action.option_strings if s.startswith("--")][:1] or action.option_strings[:1]
+        value = getattr(args, action.dest, None)
+        if action.nargs == 0:  # a flag (store_true, store_false, store_const)
+            if value == action.const:
+                argv += flag
+        elif value is None:
+            continue
+        elif isinstance(value, (list, tuple)):
+            if action.nargs is None:  # a repeatable option (action="append"): once per value
+                for item in value:
+                    argv += [*flag, str(item)]
+            else:  # one option with several values (nargs="+")
+                argv += [*flag, *(str(item) for item in value)]
+        else:
+            argv += [*flag, str(value)]
+    return shlex.join(argv)

@@ -1,6 +1,6 @@
 """``sam-gym eval``: score prompting policies on the same episodes and write tables, a plot and episode strips.
 
-Every policy runs on the same episodes (the first ``--episodes`` samples x ``--seeds``) with one
+Every policy runs on the same episodes (the first ``--samples`` samples x ``--seeds``) with one
 shared backend and embedding cache, through :func:`sam_gym.evaluation.run_episodes`. Outputs in
 ``--out``: ``results.json``, ``results.md``, ``iou_vs_clicks.png`` and, with ``--save-episodes K``,
 ``episodes/*.png`` strips (see :mod:`sam_gym.reporting`). Points are ``(x, y)`` in image pixels;
@@ -10,7 +10,7 @@ masks are ``(H, W)`` indexed ``[row, col]``.
 from __future__ import annotations
 
 import argparse
-import shlex
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +21,7 @@ from sam_gym.commands.common import (
     add_backend_arguments,
     add_dataset_arguments,
     backend_from_args,
+    canonical_command,
     check_out,
     dataset_from_args,
 )
@@ -41,8 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "skip them with a warning and list them in results.json, or stop (default: %(default)s)")
     add_backend_arguments(parser)
     parser.add_argument("--max-clicks", type=int, default=20, help="click budget per episode (default: %(default)s)")
-    parser.add_argument("--episodes", type=int, default=None,
-                        help="use the first N samples of the dataset (default: all)")
+    parser.add_argument("--samples", type=int, default=None, metavar="N",
+                        help="use the first N samples of the dataset (default: all); each runs once per seed")
+    parser.add_argument("--episodes", type=int, default=None, help=argparse.SUPPRESS)  # deprecated: --samples
     parser.add_argument("--seeds", default="0", help="comma-separated reset seeds, each sample runs once per seed "
                                                       "(default: %(default)s)")
     parser.add_argument("--grid", default="10x10", help="patch grid ROWSxCOLS (default: %(default)s)")
@@ -112,6 +114,8 @@ class EvalSettings:
         on_error: ``"skip"``: unusable samples are left out with one warning each and listed under
             ``skipped`` in the results; ``"raise"``: the first one stops the evaluation before any
             episode (see :func:`sam_gym.evaluation.prepare_episodes`).
+        dataset_path: Where the dataset was read from (resolved folder or annotation file), recorded
+            in the results; ``None`` for a built-in dataset.
     """
 
     max_clicks: int
@@ -122,6 +126,7 @@ class EvalSettings:
     task_metrics: bool = False
     command: str = ""
     on_error: str = "skip"
+    dataset_path: str | None = None
 
 
 def evaluate(policies: dict[str, Any], dataset: Any, backend: Any, settings: EvalSettings, out: str | Path,
@@ -168,7 +173,7 @@ def evaluate(policies: dict[str, Any], dataset: Any, backend: Any, settings: Eva
                                 task_metrics=settings.task_metrics, progress=progress)
         elapsed = time.perf_counter() - start
     results = build_results(runs, backend=backend, dataset=str(dataset.name), max_clicks=settings.max_clicks,
-                            command=settings.command,
+                            command=settings.command, dataset_path=settings.dataset_path,
                             extra={"grid": list(settings.grid), "seeds": settings.seeds, "n_samples": n_images,
                                    "indices": indices,
                                    "skipped": [s.to_dict() for s in prepared.skipped],
@@ -178,7 +183,8 @@ def evaluate(policies: dict[str, Any], dataset: Any, backend: Any, settings: Eva
     plot_iou_vs_clicks(results, out / "iou_vs_clicks.png")
     if settings.save_episodes:
         for run in runs:
-            save_episode_strips(run, dataset, out / "episodes", limit=settings.save_episodes)
+            save_episode_strips(run, dataset, out / "episodes", limit=settings.save_episodes,
+                                backend=backend.description)
     return results
 
 
@@ -191,27 +197,10 @@ def _task_metrics_enabled(choice: str, dataset: Any) -> bool:
     return isinstance(base, FolderDataset) and base.mode == "binary"
 
 
-def _command_line(args: argparse.Namespace) -> str:
-    """The canonical command line that reproduces this run (every option spelled out)."""
-    argv = ["sam-gym", "eval"]
-    for spec in args.policy:
-        argv += ["--policy", spec]
-    argv += ["--dataset", str(args.dataset)]
-    if args.image_dir is not None:
-        argv += ["--image-dir", str(args.image_dir)]
-    for value in args.void or ():
-        argv += ["--void", str(value)]
-    argv += ["--backend", args.backend]
-    for flag, value in (("--checkpoint", args.checkpoint), ("--device", args.device),
-                        ("--episodes", args.episodes), ("--cache-dir", args.cache_dir)):
-        if value is not None:
-            argv += [flag, str(value)]
-    if args.half:
-        argv.append("--half")
-    argv += ["--max-clicks", str(args.max_clicks), "--seeds", args.seeds, "--grid", args.grid,
-             "--save-episodes", str(args.save_episodes), "--task-metrics", args.task_metrics,
-             "--on-error", args.on_error, "--out", str(args.out)]
-    return shlex.join(argv)
+def _dataset_path(dataset: str) -> str | None:
+    """The resolved path of a folder or annotation-file ``--dataset``; ``None`` for a built-in name."""
+    path = Path(str(dataset)).expanduser()
+    return str(path.resolve()) if path.exists() else None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -221,18 +210,26 @@ def run(args: argparse.Namespace) -> int:
     seeds = parse_seeds(args.seeds)
     if args.max_clicks < 1:
         raise ValueError(f"Expected --max-clicks >= 1, got {args.max_clicks}")
-    if args.episodes is not None and args.episodes < 1:
-        raise ValueError(f"Expected --episodes >= 1, got {args.episodes}")
+    if args.episodes is not None:
+        if args.samples is not None and args.samples != args.episodes:
+            raise ValueError(f"Expected --samples alone (--episodes is its deprecated name), got --samples "
+                             f"{args.samples} and --episodes {args.episodes}")
+        print("sam-gym eval: --episodes is deprecated (it selects the first N samples); use --samples",
+              file=sys.stderr)
+        args.samples, args.episodes = args.episodes, None
+    if args.samples is not None and args.samples < 1:
+        raise ValueError(f"Expected --samples >= 1, got {args.samples}")
     if args.save_episodes < 0:
         raise ValueError(f"Expected --save-episodes >= 0, got {args.save_episodes}")
     policies = build_policies(args.policy)
     dataset = dataset_from_args(argparse.Namespace(dataset=args.dataset, image_dir=args.image_dir, void=args.void,
-                                                   on_error=args.on_error, limit=args.episodes))
+                                                   on_error=args.on_error, limit=args.samples))
     backend = backend_from_args(args)
     settings = EvalSettings(max_clicks=args.max_clicks, indices=list(range(len(dataset))), seeds=seeds, grid=grid,
                             save_episodes=args.save_episodes,
                             task_metrics=_task_metrics_enabled(args.task_metrics, dataset),
-                            command=_command_line(args), on_error=args.on_error)
+                            command=canonical_command("sam-gym eval", add_arguments, args), on_error=args.on_error,
+                            dataset_path=_dataset_path(args.dataset))
     results = evaluate(policies, dataset, backend, settings, args.out, cache_dir=args.cache_dir)
     from sam_gym.reporting import results_markdown
 

@@ -33,6 +33,7 @@ __all__ = [
     "BerCounts",
     "ber",
     "ber_counts",
+    "ber_from_totals",
     "e_measure",
     "f_beta",
     "mae",
@@ -343,11 +344,22 @@ def pooled_ber(counts: Iterable[BerCounts | Sequence[int]]) -> float:
     tp, tn, n_pos, n_neg = (sum(c[k] for c in checked) for k in range(4))
     if n_pos == 0 and n_neg == 0:
         raise ValueError("Expected counts with at least one pixel, got n_pos = n_neg = 0")
-    if n_pos == 0:
-        return 100.0 * (1.0 - tn / n_neg)
-    if n_neg == 0:
-        return 100.0 * (1.0 - tp / n_pos)
-    return 100.0 * (1.0 - 0.5 * (tp / n_pos + tn / n_neg))
+    return float(ber_from_totals(tp, tn, n_pos, n_neg))
+
+
+def ber_from_totals(tp: ArrayLike, tn: ArrayLike, n_pos: ArrayLike, n_neg: ArrayLike) -> NDArray[np.float64]:
+    """BER in percent of pixel totals, elementwise over arrays (e.g. bootstrap resamples of a data set).
+
+    ``100 * (1 - 0.5 * (tp / n_pos + tn / n_neg))``; where one class has no pixel, the rate of the
+    other alone (as :func:`ber`). Totals may be scaled alike (means instead of sums give the same BER).
+    The caller guarantees ``n_pos + n_neg > 0``.
+    """
+    tp, tn, n_pos, n_neg = (np.asarray(v, dtype=np.float64) for v in (tp, tn, n_pos, n_neg))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pos = tp / n_pos
+        neg = tn / n_neg
+    both = 1.0 - 0.5 * (pos + neg)
+    return 100.0 * np.where(n_pos == 0, 1.0 - neg, np.where(n_neg == 0, 1.0 - pos, both))
 
 
 def ber(pred: ArrayLike, target: ArrayLike, void: ArrayLike | None = None, threshold: float = 0.5) -> float:
