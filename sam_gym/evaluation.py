@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from sam_gym.memory import PeakMemory
+from sam_gym.protocol import ProtocolPolicy, privileges
 
 __all__ = [
     "EpisodeRecord",
@@ -211,23 +212,32 @@ def policy_protocol(policy: Any, env: Any) -> dict[str, Any]:
     """How a policy's episodes were run, for reports.
 
     Returns:
-        ``{"oracle", "labels", "init_prompts", "action_mode"}``. ``oracle`` is the policy's own
-        ``oracle`` flag (it reads ground truth). ``labels`` says where click labels come from:
-        the policy's ``labels`` attribute when it declares one; ``"policy"`` when the action
-        carries the label (``patch_label`` / ``point`` modes); else the env's ``label_mode``
-        (``"oracle"`` = read from the ground truth at the clicked pixel, ``"positive"``, or a
-        callable's name). ``init_prompts`` is the env's option (``"gt_pair"``: one random ground
-        truth foreground and one background pixel at reset; ``"none"``; or a callable's name).
+        ``{"oracle", "labels", "init_prompts", "action_mode", "privileged", "protocol_from"}``.
+        ``oracle`` is the policy's own ``oracle`` flag (it reads ground truth). ``labels`` says
+        where click labels come from: the policy's ``labels`` attribute when it declares one;
+        ``"policy"`` when the action carries the label (``patch_label`` / ``point`` modes); else
+        the env's ``label_mode`` (``"oracle"`` = read from the ground truth at the clicked pixel,
+        ``"positive"``, or a callable's name). ``init_prompts`` is the env's option (``"gt_pair"``:
+        one random ground truth foreground and one background pixel at reset; ``"none"``; or a
+        callable's name). ``privileged`` lists what the episodes read from the ground truth
+        (:data:`sam_gym.protocol.PRIVILEGES` keys: ``"oracle_labels"``, ``"gt_init_prompts"``,
+        ``"episode_view"``; empty for a row on a deployable footing). ``protocol_from`` names the
+        policy whose labels and initial prompts a :class:`~sam_gym.protocol.ProtocolPolicy` ran
+        under, else ``None``.
     """
     unwrapped = env.unwrapped
     labels = getattr(policy, "labels", None)
     if not isinstance(labels, str):
         labels = "policy" if unwrapped.action_mode != "patch" else _describe(unwrapped.label_mode)
+    oracle = bool(getattr(policy, "oracle", False))
+    init_prompts = _describe(unwrapped.init_prompts)
     return {
-        "oracle": bool(getattr(policy, "oracle", False)),
+        "oracle": oracle,
         "labels": labels,
-        "init_prompts": _describe(unwrapped.init_prompts),
+        "init_prompts": init_prompts,
         "action_mode": unwrapped.action_mode,
+        "privileged": privileges(oracle=oracle, labels=labels, init_prompts=init_prompts),
+        "protocol_from": policy.protocol_name if isinstance(policy, ProtocolPolicy) else None,
     }
 
 

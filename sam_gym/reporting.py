@@ -28,6 +28,7 @@ import numpy as np
 from sam_gym.atomic import atomic_write, atomic_write_bytes
 from sam_gym.evaluation import EpisodeRecord, PolicyRun
 from sam_gym.metrics import summarize_episodes
+from sam_gym.protocol import PRIVILEGES
 
 __all__ = [
     "TASK_METRICS",
@@ -43,7 +44,8 @@ __all__ = [
 
 #: Binary-task metrics averaged over final masks, with the direction that is better.
 TASK_METRICS: dict[str, str] = {"mae": "lower", "f_beta": "higher", "e_measure": "higher", "ber": "lower"}
-_ORACLE_MARK = "†"
+_ORACLE_MARK = "†"  # a privileged row: its episodes read the ground truth (see sam_gym.protocol.PRIVILEGES)
+_TRAIN_MARK = "‡"  # a row scored on (possibly) its own training samples
 _SKIPPED_SHOWN = 10  # skipped files listed in results.md (results.json lists all)
 
 
@@ -105,7 +107,8 @@ def build_results(
     Returns:
         ``{"backend", "backend_description", "is_sam", "dataset", "max_clicks", "command", ...extra,
         "policies": {name: summarize_records(...) + {"n_episodes", "peak_mem_mb", "peak_gpu_mem_mb",
-        "memory_method", "oracle", "labels", "init_prompts", "action_mode", "description"}}}``.
+        "memory_method", "oracle", "labels", "init_prompts", "action_mode", "privileged", "protocol_from",
+        "description"}}}`` (the protocol keys: :func:`sam_gym.evaluation.policy_protocol`).
     """
     policies: dict[str, Any] = {}
     for run in runs:
@@ -157,6 +160,51 @@ def markdown_table(rows: Sequence[Sequence[object]], columns: Sequence[str], rig
     return "\n".join(lines)
 
 
+def _privileged(entry: Mapping[str, Any]) -> list[str]:
+    """The row's privileges (results without the key: an oracle policy's one)."""
+    return list(entry.get("privileged", ["episode_view"] if entry.get("oracle") else []))
+
+
+def _on_training_samples(entry: Mapping[str, Any]) -> bool:
+    """Whether the row scored some of its policy's training samples, or cannot tell (``None``)."""
+    return "train_samples_scored" in entry and (entry["train_samples_scored"] is None
+                                                or entry["train_samples_scored"] > 0)
+
+
+def _row_label(name: str, entry: Mapping[str, Any]) -> str:
+    """The policy name with its marks: ``†`` privileged, ``‡`` scored on its training samples."""
+    return (f"{name}{_ORACLE_MARK if _privileged(entry) else ''}"
+            f"{_TRAIN_MARK if _on_training_samples(entry) else ''}")
+
+
+def _footing_notes(results: Mapping[str, Any]) -> list[str]:
+    """The footnotes of the marks, the protocol and the held-out selection (Markdown lines)."""
+    policies: Mapping[str, Any] = results["policies"]
+    lines = []
+    privileged = {name: _privileged(e) for name, e in policies.items() if _privileged(e)}
+    if privileged:
+        lines += ["", f"{_ORACLE_MARK} Privileged: the row's episodes read the ground truth, so it is not on the "
+                  "footing of a deployable method and not comparable with the unmarked rows:", "",
+                  *(f"- `{name}`: {'; '.join(PRIVILEGES.get(k, k) for k in keys)}"
+                    for name, keys in privileged.items())]
+    if results.get("protocol"):
+        wrapped = [name for name, e in policies.items() if e.get("protocol_from")]
+        lines += ["", f"Protocol: {', '.join(f'`{n}`' for n in wrapped)} clicked with the labels and initial prompts "
+                  f"of `{results['protocol']}` (`--protocol`); the other rows used their own."]
+    held_out = results.get("held_out") or {}
+    for name, info in (held_out.get("policies") or {}).items():
+        if not info["checked"]:
+            lines += ["", f"{_TRAIN_MARK} `{name}`: its run records its split by index only ({info['split']}): "
+                      "whether these samples include its training samples is unknown."]
+        elif info["train_indices_scored"]:
+            lines += ["", f"{_TRAIN_MARK} `{name}`: scored on {len(info['train_indices_scored'])} of its own training "
+                      "samples (`--include-train`): not a held-out score."]
+        elif info["train_indices_excluded"]:
+            lines += ["", f"Held out: {len(info['train_indices_excluded'])} training sample(s) of `{name}` found in "
+                      "the dataset (matched by content) were left out for every policy."]
+    return lines
+
+
 def _iou_at(entry: Mapping[str, Any], k: int) -> float:
     curve = entry["miou_per_click"]
     return float(curve[min(k, len(curve)) - 1])
@@ -175,7 +223,7 @@ def results_markdown(results: Mapping[str, Any]) -> str:
     header += ["labels", "init prompts"]
     rows = []
     for name, e in policies.items():
-        row = [f"{name}{_ORACLE_MARK if e['oracle'] else ''}", f"{e['noc@85']:.2f}", f"{e['noc@90']:.2f}",
+        row = [_row_label(name, e), f"{e['noc@85']:.2f}", f"{e['noc@90']:.2f}",
                f"{100 * e['fr@85']:.1f}%", f"{100 * e['fr@90']:.1f}%", *(f"{_iou_at(e, k):.3f}" for k in ks),
                f"{e['init_iou']:.3f}", f"{100 * e['fg_hit_rate']:.0f}%", f"{e['mean_return']:.2f}",
                f"{e['latency_ms_per_click']:.1f}", f"{e['peak_mem_mb']:.0f}"]
@@ -199,8 +247,7 @@ def results_markdown(results: Mapping[str, Any]) -> str:
         "the same (sample, seed) episodes with the same backend.",
         "",
         markdown_table(rows, header, right=header[1:-2]),
-        "",
-        f"{_ORACLE_MARK} Oracle policy: it reads the ground truth to choose its clicks (not a deployable method).",
+        *_footing_notes(results),
         "",
         "NoC@t: mean number of clicks to reach IoU >= t (the budget when never reached); FR@t: share of "
         "episodes that fail (NoC@t >= budget, RITM convention); IoU@k: mean IoU after k clicks. Initial "
@@ -239,7 +286,8 @@ def write_results(results: Mapping[str, Any], out_dir: str | Path) -> tuple[Path
 def plot_iou_vs_clicks(results: Mapping[str, Any], path: str | Path) -> Path:
     """Save the mean IoU after each click, one labelled line per policy, the backend in the title.
 
-    Click 0 is the IoU after the initial prompts (0 without). Oracle policies are dashed and marked.
+    Click 0 is the IoU after the initial prompts (0 without). Privileged rows (episodes that read the
+    ground truth: oracle policies, oracle labels, ground-truth initial prompts) are dashed and marked ``†``.
 
     Returns:
         The PNG path.
@@ -254,9 +302,9 @@ def plot_iou_vs_clicks(results: Mapping[str, Any], path: str | Path) -> Path:
     fig, ax = plt.subplots(figsize=(8.5, 5.5), dpi=120)
     for name, e in results["policies"].items():
         curve = [e["init_iou"], *e["miou_per_click"]]
-        label = f"{name}{_ORACLE_MARK if e['oracle'] else ''}  (NoC@90 {e['noc@90']:.2f})"
+        label = f"{_row_label(name, e)}  (NoC@90 {e['noc@90']:.2f})"
         ax.plot(range(len(curve)), curve, marker="o", markersize=3.5, linewidth=1.8,
-                linestyle="--" if e["oracle"] else "-", label=label)
+                linestyle="--" if _privileged(e) else "-", label=label)
     n = int(results["max_clicks"])
     ax.set_xlim(0, n)
     ax.set_ylim(0.0, 1.0)
@@ -264,9 +312,13 @@ def plot_iou_vs_clicks(results: Mapping[str, Any], path: str | Path) -> Path:
     ax.set_xlabel("clicks (0 = after the initial prompts)")
     ax.set_ylabel("mean IoU")
     ax.grid(True, alpha=0.3)
-    any_oracle = any(e["oracle"] for e in results["policies"].values())
-    ax.legend(loc="lower right", fontsize=9, title_fontsize=8,
-              title=f"{_ORACLE_MARK} oracle (reads ground truth)" if any_oracle else None)
+    entries = list(results["policies"].values())
+    marks = []
+    if any(_privileged(e) for e in entries):
+        marks.append(f"{_ORACLE_MARK} privileged (reads ground truth)")
+    if any(_on_training_samples(e) for e in entries):
+        marks.append(f"{_TRAIN_MARK} scored on its training samples")
+    ax.legend(loc="lower right", fontsize=9, title_fontsize=8, title="\n".join(marks) or None)
     kind = "" if results.get("is_sam") else " - NOT SAM"
     ax.set_title(f"Mean IoU vs clicks on {results['dataset']}\nbackend: {results['backend_description']}{kind}",
                  fontsize=10)

@@ -81,7 +81,7 @@ def test_eval_end_to_end(tmp_path, user_policy, capsys) -> None:
     assert (out / "iou_vs_clicks.png").read_bytes()[:8] == PNG_SIGNATURE
     strips = sorted((out / "episodes").glob("*.png"))
     assert len(strips) == 3 * 2 and all(cv2.imread(str(p)) is not None for p in strips)
-    assert "| random |" in capsys.readouterr().out
+    assert "| random† |" in capsys.readouterr().out  # oracle labels and a GT initial pair: privileged
 
 
 def test_same_episodes_for_every_policy(tmp_path) -> None:
