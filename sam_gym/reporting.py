@@ -199,9 +199,11 @@ def _footing_notes(results: Mapping[str, Any]) -> list[str]:
         elif info["train_indices_scored"]:
             lines += ["", f"{_TRAIN_MARK} `{name}`: scored on {len(info['train_indices_scored'])} of its own training "
                       "samples (`--include-train`): not a held-out score."]
-        elif info["train_indices_excluded"]:
-            lines += ["", f"Held out: {len(info['train_indices_excluded'])} training sample(s) of `{name}` found in "
-                      "the dataset (matched by content) were left out for every policy."]
+    excluded = held_out.get("excluded_indices") or []
+    if excluded:
+        owners = [f"`{n}`" for n, i in held_out["policies"].items() if i["train_indices_excluded"]]
+        lines += ["", f"Held out: {len(excluded)} sample(s) of the dataset are training samples of {', '.join(owners)} "
+                  "(matched by content) and were left out for every policy."]
     return lines
 
 

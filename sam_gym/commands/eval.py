@@ -285,12 +285,14 @@ def _held_out(policies: dict[str, Any], dataset: Any, limit: int | None, include
         if not info.known:
             print(f"{name}: its run records its split by index only ({info.split}); cannot tell whether "
                   f"{dataset.name} holds its training samples, scoring them all")
-        elif info.excluded:
-            print(f"{name}: left out {len(info.excluded)} of its training samples found in {dataset.name} "
-                  f"(matched by content); scoring held-out samples only (--include-train scores them too)")
         elif info.scored:
             print(f"{name}: scoring {len(info.scored)} of its training samples (--include-train); "
                   f"its row is marked in the report")
+    if held_out.excluded:
+        owners = [name for name, info in held_out.policies.items() if info.excluded]
+        print(f"left out {len(held_out.excluded)} sample(s) of {dataset.name} that are training samples of "
+              f"{', '.join(owners)} (matched by content): scoring held-out samples only (--include-train scores "
+              f"them too)")
     if not held_out.indices:
         raise ValueError(f"Expected held-out samples to score in {dataset.name}, got none: all "
                          f"{len(held_out.excluded)} candidate samples are training samples of "
