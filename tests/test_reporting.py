@@ -91,7 +91,7 @@ def test_results_json_and_markdown(tmp_path) -> None:
     assert md == results_markdown(loaded)
     assert "sam-gym eval --policy random --policy clicker" in md
     assert BACKEND.description in md and "NOT SAM" in md
-    assert "| clicker† |" in md and "| random |" in md and "† Oracle policy" in md
+    assert "| clicker† |" in md and "| random |" in md and "† Privileged" in md
     assert "| 3.00 | 3.50 | 50.0% | 50.0% |" in md  # NoC@85, NoC@90, FR@85, FR@90 of test_summarize_by_hand
     assert not list(tmp_path.glob(".*tmp"))  # atomic writes leave no temporary file
 

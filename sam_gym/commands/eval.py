@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sam_gym.commands.common import (
     add_backend_arguments,
@@ -28,6 +28,9 @@ from sam_gym.commands.common import (
     check_out,
     dataset_from_args,
 )
+
+if TYPE_CHECKING:
+    from sam_gym.holdout import HeldOut
 
 __all__ = ["EvalSettings", "build_policies", "evaluate", "parse_grid", "parse_seeds", "with_protocol"]
 
@@ -157,7 +160,7 @@ class EvalSettings:
     task_metrics: bool = False
     command: str = ""
     on_error: str = "skip"
-    held_out: Any = None
+    held_out: HeldOut | None = None
 
 
 def evaluate(policies: dict[str, Any], dataset: Any, backend: Any, settings: EvalSettings, out: str | Path,
@@ -223,7 +226,7 @@ def evaluate(policies: dict[str, Any], dataset: Any, backend: Any, settings: Eva
     return results
 
 
-def _record_footing(results: dict[str, Any], held_out: Any, scored: set[int]) -> None:
+def _record_footing(results: dict[str, Any], held_out: HeldOut | None, scored: set[int]) -> None:
     """Add ``protocol``, ``held_out`` and each learned row's ``train_samples_scored`` to ``results``."""
     protocols = {e.get("protocol_from") for e in results["policies"].values()} - {None}
     results["protocol"] = ", ".join(sorted(protocols)) or None
@@ -272,7 +275,7 @@ def _command_line(args: argparse.Namespace) -> str:
     return shlex.join(argv)
 
 
-def _held_out(policies: dict[str, Any], dataset: Any, limit: int | None, include_train: bool) -> Any:
+def _held_out(policies: dict[str, Any], dataset: Any, limit: int | None, include_train: bool) -> HeldOut:
     """Choose the samples to score (:func:`sam_gym.holdout.select_held_out`) and say what was left out or kept.
 
     Raises:
@@ -281,11 +284,8 @@ def _held_out(policies: dict[str, Any], dataset: Any, limit: int | None, include
     from sam_gym.holdout import select_held_out
 
     held_out = select_held_out(policies, dataset, range(len(dataset)), limit=limit, include_train=include_train)
-    for name, info in held_out.policies.items():
-        if not info.known:
-            print(f"{name}: its run records its split by index only ({info.split}); cannot tell whether "
-                  f"{dataset.name} holds its training samples, scoring them all")
-        elif info.scored:
+    for name, info in held_out.policies.items():  # a run without sample hashes got a warning
+        if info.known and info.scored:
             print(f"{name}: scoring {len(info.scored)} of its training samples (--include-train); "
                   f"its row is marked in the report")
     if held_out.excluded:
