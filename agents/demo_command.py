@@ -4,10 +4,11 @@ The project's main job, offline on a fresh machine: on built-in synthetic scenes
 default ``synthetic-multi``, where the target is every red shape of the image, two or three of them, so
 one good click is not enough, see :mod:`sam_gym.data.synthetic`),
 train AlignSAM (sb3-contrib ``MaskablePPO`` + the implicit recalibration module, see
-:mod:`agents.alignsam.training`) on the first ``--n-train`` samples, then evaluate it, ``random+srm``
-(random clicks with the agent's SRM labels and initial prompts: the like-for-like comparison, the
-paper's "w/o RL") and the baselines on the 64 held-out samples (same episodes for every policy, one
-shared backend) and write
+:mod:`agents.alignsam.training`) on the first ``--n-train`` samples, then evaluate it and the
+baselines on the 64 held-out samples (same episodes for every policy, one shared backend), all on
+the agent's footing: the location-only baselines (``random``, ``grid``) click with the agent's SRM
+labels and initial prompts (:func:`sam_gym.protocol.apply_protocol`; ``random`` is then the paper's
+"w/o RL" row), and the rows that read ground truth (the ``clicker`` oracle) are marked, then write
 ``results.json``, ``results.md`` and ``iou_vs_clicks.png`` to ``--out``. The default backend is the
 weight-free classical segmenter, which is NOT SAM, and every output says so; ``--backend sam_vit_b
 --checkpoint PATH`` runs the same on real SAM. Points are ``(x, y)`` image pixels; masks ``(H, W)``
@@ -106,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{banner}\n{'=' * len(banner)}")
 
     print(f"1/2 training AlignSAM on samples 0-{config.n_train - 1} of {args.dataset} ({config.timesteps} clicks)")
-    from agents.alignsam.policy import AlignSAMPolicy, SRMRandomPolicy
+    from agents.alignsam.policy import AlignSAMPolicy
     from agents.alignsam.training import TrainingInterrupted, train_or_reuse
 
     try:
@@ -118,15 +119,23 @@ def run(args: argparse.Namespace) -> int:
         print(f"reusing the trained agent in {trained} (delete the folder to train again)")
     train_seconds = time.perf_counter() - start
     agent = AlignSAMPolicy.load(trained, device=args.device or "auto")
-    # "random+srm": random locations with the agent's SRM labels and initial prompts (the paper's
-    # "w/o RL"), the like-for-like comparison; the plain baselines get their own env options (oracle
-    # labels, ground-truth initial pair). --quick, a smoke run, scores the agent and the baselines only.
-    policies = {"alignsam": agent, **({} if args.quick else {"random+srm": SRMRandomPolicy(agent)}), **baselines}
+    # Every location-only baseline clicks with the agent's SRM labels and initial prompts (random: the
+    # paper's "w/o RL"), so that the rows compare click locations; the others (the clicker oracle)
+    # keep their own env options and the report marks those that read ground truth.
+    from sam_gym.holdout import select_held_out
+    from sam_gym.protocol import ProtocolPolicy, apply_protocol
 
-    held_out = list(range(config.n_train, len(dataset)))[: QUICK["episodes"] if args.quick else None]
-    print(f"2/2 evaluating {', '.join(policies)} on held-out samples {held_out[0]}-{held_out[-1]}, seeds {seeds}")
-    settings = EvalSettings(max_clicks=config.max_clicks, indices=held_out, seeds=seeds, grid=config.grid,
-                            save_episodes=0 if args.quick else args.save_episodes, command=_command_line(args))
+    policies = apply_protocol({"alignsam": agent, **baselines}, agent, "alignsam")
+    # The samples after the training ones, checked by content against the run's training samples.
+    held_out = select_held_out(policies, dataset, range(config.n_train, len(dataset)),
+                               limit=QUICK["episodes"] if args.quick else None)
+    indices = held_out.indices
+    wrapped = [name for name, policy in policies.items() if isinstance(policy, ProtocolPolicy)]
+    print(f"2/2 evaluating {', '.join(policies)} on held-out samples {indices[0]}-{indices[-1]}, seeds {seeds}"
+          + (f"; {', '.join(wrapped)} with the agent's SRM labels and initial prompts" if wrapped else ""))
+    settings = EvalSettings(max_clicks=config.max_clicks, indices=indices, seeds=seeds, grid=config.grid,
+                            save_episodes=0 if args.quick else args.save_episodes, command=_command_line(args),
+                            held_out=held_out)
     results = evaluate(policies, dataset, backend, settings, out)
     from sam_gym.reporting import results_markdown
 

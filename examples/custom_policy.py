@@ -8,7 +8,10 @@ Usage::
 A policy subclasses :class:`sam_gym.policy.PromptPolicy` and implements ``act(observation,
 deterministic)``; SB3's ``predict`` signature comes with it, so :func:`sam_gym.evaluation.run_episodes`
 scores it exactly like a trained agent. ``env_kwargs`` declares the env options it needs;
-``oracle = True`` would mark it in every table as reading the ground truth (this one does not).
+``oracle = True`` says that it reads the ground truth. Tables mark (``†``) every row whose episodes
+read the ground truth: this policy reads none, but in the default env its clicks get oracle labels
+and a ground-truth initial pair, so its row is marked; ``sam-gym eval --protocol alignsam:RUN_DIR``
+runs it with an AlignSAM run's SRM labels and initial prompts instead.
 
 The policy below uses only the observation: it clicks the not-yet-clicked patch nearest to the
 centre of mass of the current mask (the ``mask`` observation, the segmenter's previous mask

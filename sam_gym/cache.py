@@ -26,19 +26,13 @@ import numpy as np
 
 from sam_gym.atomic import atomic_write
 from sam_gym.backends.base import Embedding, PromptableSegmenter, validate_image
+from sam_gym.data.hashing import image_hash
 
-__all__ = ["CacheStats", "EmbeddingCache", "image_key"]
+__all__ = ["CacheStats", "EmbeddingCache"]
 
 logger = logging.getLogger(__name__)
 
 _FORMAT_VERSION = 1
-
-
-def image_key(image: np.ndarray) -> str:
-    """Return the content hash of an image (hex sha256 of its shape, dtype and bytes)."""
-    h = hashlib.sha256(f"{image.shape}|{image.dtype}|".encode())
-    h.update(np.ascontiguousarray(image).data)
-    return h.hexdigest()
 
 
 def _arrays_digest(arrays: dict[str, np.ndarray]) -> str:
@@ -108,7 +102,7 @@ class EmbeddingCache:
 
     def key(self, image: np.ndarray) -> str:
         """Return the cache key of ``image`` for this cache's backend."""
-        return hashlib.sha256(f"{image_key(image)}|{self.backend.model_id}".encode()).hexdigest()[:40]
+        return hashlib.sha256(f"{image_hash(image)}|{self.backend.model_id}".encode()).hexdigest()[:40]
 
     def contains(self, image: np.ndarray) -> bool:
         """Whether ``image`` is cached in memory or on disk (without loading it)."""

@@ -10,7 +10,6 @@ measures each one's peak memory (:class:`PeakMemory`); :mod:`sam_gym.reporting` 
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import time
 import warnings
@@ -20,7 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from sam_gym.data.hashing import sample_digests
 from sam_gym.memory import PeakMemory
+from sam_gym.protocol import ProtocolPolicy, privileges
 
 __all__ = [
     "EpisodeRecord",
@@ -34,7 +35,6 @@ __all__ = [
     "prepare_episodes",
     "run_episode",
     "run_episodes",
-    "sample_digests",
 ]
 
 
@@ -61,8 +61,9 @@ class EpisodeRecord:
         task_metrics: With ``task_metrics``, binary-task scores of the final mask (``mae``, ``f_beta``,
             ``e_measure``, ``s_measure``, ``weighted_f``, ``ber`` and the BER counts; see
             :func:`final_mask_metrics`); else empty.
-        image_sha256: Content hash of the image (:func:`sample_digests`); empty when not recorded.
-        sample_sha256: Content hash of the sample (image, ground truth and void; :func:`sample_digests`),
+        image_sha256: Content hash of the image (:func:`sam_gym.data.hashing.sample_digests`); empty when
+            not recorded.
+        sample_sha256: Content hash of the sample (image, ground truth and void; see ``image_sha256``),
             which identifies the episode's task across runs; empty when not recorded.
     """
 
@@ -88,25 +89,6 @@ class EpisodeRecord:
     def total_reward(self) -> float:
         """Sum of the rewards (the episode return)."""
         return float(np.sum(self.rewards)) if self.rewards else 0.0
-
-
-def sample_digests(sample: Any) -> tuple[str, str]:
-    """Content hashes of a sample: ``(image_sha256, sample_sha256)``, both hex sha256.
-
-    ``image_sha256`` is :func:`sam_gym.cache.image_key` of the image (its shape, dtype and bytes).
-    ``sample_sha256`` also covers the ground truth and the void mask (``(H, W)``, indexed
-    ``[row, col]``), so two instances of one image are two samples. Results of two runs are
-    joined on it (``sam-gym compare``): it does not depend on file names or dataset indices.
-    """
-    from sam_gym.cache import image_key
-
-    image = image_key(sample.image)
-    digest = hashlib.sha256(image.encode())
-    for name, mask in (("target", sample.target), ("void", sample.void)):
-        mask = np.asarray(mask, dtype=bool)
-        digest.update(f"|{name}|{mask.shape}|".encode())
-        digest.update(np.packbits(mask).tobytes())
-    return image, digest.hexdigest()
 
 
 def _action_masks_kwargs(policy: Any, env: Any) -> dict[str, Any]:
@@ -245,23 +227,32 @@ def policy_protocol(policy: Any, env: Any) -> dict[str, Any]:
     """How a policy's episodes were run, for reports.
 
     Returns:
-        ``{"oracle", "labels", "init_prompts", "action_mode"}``. ``oracle`` is the policy's own
-        ``oracle`` flag (it reads ground truth). ``labels`` says where click labels come from:
-        the policy's ``labels`` attribute when it declares one; ``"policy"`` when the action
-        carries the label (``patch_label`` / ``point`` modes); else the env's ``label_mode``
-        (``"oracle"`` = read from the ground truth at the clicked pixel, ``"positive"``, or a
-        callable's name). ``init_prompts`` is the env's option (``"gt_pair"``: one random ground
-        truth foreground and one background pixel at reset; ``"none"``; or a callable's name).
+        ``{"oracle", "labels", "init_prompts", "action_mode", "privileged", "protocol_from"}``.
+        ``oracle`` is the policy's own ``oracle`` flag (it reads ground truth). ``labels`` says
+        where click labels come from: the policy's ``labels`` attribute when it declares one;
+        ``"policy"`` when the action carries the label (``patch_label`` / ``point`` modes); else
+        the env's ``label_mode`` (``"oracle"`` = read from the ground truth at the clicked pixel,
+        ``"positive"``, or a callable's name). ``init_prompts`` is the env's option (``"gt_pair"``:
+        one random ground truth foreground and one background pixel at reset; ``"none"``; or a
+        callable's name). ``privileged`` lists what the episodes read from the ground truth
+        (:data:`sam_gym.protocol.PRIVILEGES` keys: ``"oracle_labels"``, ``"gt_init_prompts"``,
+        ``"episode_view"``; empty for a row on a deployable footing). ``protocol_from`` names the
+        policy whose labels and initial prompts a :class:`~sam_gym.protocol.ProtocolPolicy` ran
+        under, else ``None``.
     """
     unwrapped = env.unwrapped
     labels = getattr(policy, "labels", None)
     if not isinstance(labels, str):
         labels = "policy" if unwrapped.action_mode != "patch" else _describe(unwrapped.label_mode)
+    oracle = bool(getattr(policy, "oracle", False))
+    init_prompts = _describe(unwrapped.init_prompts)
     return {
-        "oracle": bool(getattr(policy, "oracle", False)),
+        "oracle": oracle,
         "labels": labels,
-        "init_prompts": _describe(unwrapped.init_prompts),
+        "init_prompts": init_prompts,
         "action_mode": unwrapped.action_mode,
+        "privileged": privileges(oracle=oracle, labels=labels, init_prompts=init_prompts),
+        "protocol_from": policy.protocol_name if isinstance(policy, ProtocolPolicy) else None,
     }
 
 

@@ -223,7 +223,11 @@ def test_training_writes_a_loadable_run(run_dir: Path) -> None:
         assert (run_dir / info["checkpoint"] / name).is_file(), name
     assert info["complete"] and info["num_timesteps"] >= 200
     assert info["backend"]["name"] == "classical" and "not SAM" in info["backend"]["description"]
-    assert info["split"] == {"train": [0, 8], "held_out": [8, 64]}
+    from sam_gym.data.hashing import sample_hash
+
+    dataset = make_dataset(info["dataset"]["name"])  # the command's default dataset
+    assert info["split"] == {"train": [0, 8], "held_out": [8, 64],
+                             "train_sha256": [sample_hash(dataset[i]) for i in range(8)]}
     assert info["srm_warmup"]["steps"] == 10 and info["srm_warmup"]["samples"] > 8
     assert any((run_dir / "tb").rglob("events.*"))
 

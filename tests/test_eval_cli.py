@@ -82,7 +82,7 @@ def test_eval_end_to_end(tmp_path, user_policy, capsys) -> None:
     assert (out / "iou_vs_clicks.png").read_bytes()[:8] == PNG_SIGNATURE
     strips = sorted((out / "episodes").glob("*.png"))
     assert len(strips) == 3 * 2 and all(cv2.imread(str(p)) is not None for p in strips)
-    assert "| random |" in capsys.readouterr().out
+    assert "| random† |" in capsys.readouterr().out  # oracle labels and a GT initial pair: privileged
 
 
 def test_results_keep_every_episode(tmp_path) -> None:
@@ -333,3 +333,21 @@ def test_forged_classical_cache_entry_is_recomputed(tmp_path) -> None:
     ious = [json.loads((run / "results.json").read_text())["policies"]["grid"]["miou_per_click"]
             for run in (first, second)]
     assert ious[0] == ious[1]
+
+
+@pytest.mark.slow
+def test_demo_compares_on_the_agents_footing(tmp_path, capsys) -> None:
+    pytest.importorskip("sb3_contrib")
+    pytest.importorskip("agents.clicker")
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--policies", "random,clicker", "--out", str(out)]) == 0
+    policies = json.loads((out / "results.json").read_text())["policies"]
+    # random clicks with the agent's SRM labels and initial prompts (the paper's "w/o RL" row) ...
+    assert policies["random"]["protocol_from"] == "alignsam" and policies["random"]["privileged"] == []
+    assert policies["random"]["labels"] == policies["alignsam"]["labels"] != "oracle"
+    assert policies["random"]["init_prompts"] == policies["alignsam"]["init_prompts"] != "gt_pair"
+    # ... the oracle clicker keeps its own protocol and is marked; the agent is checked on held-out samples only
+    assert policies["clicker"]["privileged"] == ["episode_view"] and policies["alignsam"]["train_samples_scored"] == 0
+    md = (out / "results.md").read_text()
+    assert "| random |" in md and "| clicker† |" in md and "| alignsam |" in md
+    assert "random with the agent's SRM labels and initial prompts" in capsys.readouterr().out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from types import SimpleNamespace
 
@@ -121,7 +122,7 @@ def test_results_json_and_markdown(tmp_path) -> None:
     assert md == results_markdown(loaded)
     assert "sam-gym eval --policy random --policy clicker" in md
     assert BACKEND.description in md and "NOT SAM" in md
-    assert "| clicker† |" in md and "| random |" in md and "† Oracle policy" in md
+    assert "| clicker† |" in md and "| random |" in md and "† Privileged" in md
     # NoC@85, NoC@90, FR@85, FR@90 of test_summarize_by_hand, with their intervals
     assert "| 3.00 [2.00, 4.00] | 3.50 [3.00, 4.00] | 50.0% [0.0, 100.0] | 50.0% [0.0, 100.0] |" in md
     assert "95% percentile bootstrap interval over the 2 images" in md
@@ -232,15 +233,13 @@ def test_run_episode_default_keeps_no_masks() -> None:
 
 
 def test_run_episode_records_sample_hashes() -> None:
-    from sam_gym.cache import image_key
-    from sam_gym.evaluation import sample_digests
+    from sam_gym.data.hashing import image_hash, sample_digests
 
     sample, record = _recorded_episode()
-    assert record.image_sha256 == image_key(sample.image)
+    assert record.image_sha256 == image_hash(sample.image)
     assert (record.image_sha256, record.sample_sha256) == sample_digests(sample)
-    other = SimpleNamespace(image=sample.image, target=~sample.target, void=sample.void)
-    image_hash, sample_hash = sample_digests(other)
-    assert image_hash == record.image_sha256 and sample_hash != record.sample_sha256  # another target, same image
+    other_image, other_sample = sample_digests(dataclasses.replace(sample, target=~sample.target))
+    assert other_image == record.image_sha256 and other_sample != record.sample_sha256  # another target, same image
 
 
 def test_episode_strip_and_files(tmp_path) -> None:

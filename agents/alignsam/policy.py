@@ -3,8 +3,10 @@
 The agent picks a patch (``action_mode="patch"``); its Semantic Recalibration Module gives each
 click's label and the two initial prompts, plugged into the env through ``label_mode`` and
 ``init_prompts`` (see :attr:`AlignSAMPolicy.env_kwargs`). A run trained with ``srm="none"`` is the
-paper's w/o-SRM ablation: every click positive, no initial prompt. Points are ``(x, y)`` image
-pixels (x right, y down); masks ``(H, W)`` indexed ``[row, col]``.
+paper's w/o-SRM ablation: every click positive, no initial prompt. The agent declares its training
+samples by content (:attr:`AlignSAMPolicy.train_sample_hashes`), so that ``sam-gym eval`` leaves
+them out (:mod:`sam_gym.holdout`). Points are ``(x, y)`` image pixels (x right, y down); masks
+``(H, W)`` indexed ``[row, col]``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 
 from agents.simple import RandomPolicy
 from sam_gym.policy import PromptPolicy
+from sam_gym.protocol import ProtocolPolicy
 
 __all__ = ["AlignSAMPolicy", "SRMRandomPolicy"]
 
@@ -53,6 +56,20 @@ class AlignSAMPolicy(PromptPolicy):
     def env_kwargs(self) -> dict[str, Any]:  # type: ignore[override]
         """Env options: patch actions, SRM labels and initial prompts (``"positive"`` / ``"none"`` without SRM)."""
         return dict(self._env_kwargs)
+
+    @property
+    def train_sample_hashes(self) -> frozenset[str] | None:
+        """Content hashes of the samples the run trained on, or ``None`` for a run that recorded only index ranges."""
+        from agents.alignsam.run_format import train_sample_hashes
+
+        return train_sample_hashes(self.run_info)
+
+    @property
+    def train_split(self) -> str:
+        """The run's split in words (for messages)."""
+        from agents.alignsam.run_format import split_description
+
+        return split_description(self.run_info)
 
     def with_env_kwargs(self, **overrides: Any) -> AlignSAMPolicy:
         """The same agent (same model and SRM objects) requiring other env options, for ablations.
@@ -176,24 +193,19 @@ class AlignSAMPolicy(PromptPolicy):
         return f"AlignSAMPolicy(run_dir={str(self.run_dir)!r}, srm={srm!r}, backend={backend!r})"
 
 
-class SRMRandomPolicy(RandomPolicy):
+class SRMRandomPolicy(ProtocolPolicy):
     """The paper's "w/o RL" ablation: uniformly random unclicked patches, labelled by an agent's SRM.
 
     :class:`agents.simple.RandomPolicy`'s clicks (drawn from the env's ``np_random``, reproducible
-    from the ``reset`` seed) in the agent's env (:attr:`AlignSAMPolicy.env_kwargs`: SRM labels and
-    initial prompts), so that a results table compares click *locations* only.
+    from the ``reset`` seed) under the agent's protocol (its SRM's labels and initial prompts), so
+    that a results table compares click *locations* only. It is the
+    :class:`sam_gym.protocol.ProtocolPolicy` of a random policy; any other location-only policy is
+    run the same way with ``ProtocolPolicy(policy, agent)`` or ``sam-gym eval --protocol alignsam:RUN_DIR``.
 
     Args:
         agent: The trained agent whose SRM labels the clicks.
     """
 
-    name = "random+srm"
-
     def __init__(self, agent: AlignSAMPolicy) -> None:
-        super().__init__()
-        self._env_kwargs = agent.env_kwargs
-
-    @property
-    def env_kwargs(self) -> dict[str, Any]:  # type: ignore[override]
-        """The agent's env options (patch actions, its SRM's labels and initial prompts)."""
-        return dict(self._env_kwargs)
+        super().__init__(RandomPolicy(), agent, protocol_name=f"alignsam:{agent.run_dir}")
+        self.name = "random+srm"

@@ -3,8 +3,9 @@
 Layout::
 
     DIR/config.json                the run description (JSON): the TrainConfig, the backend, the dataset and
-                                   its split, the state shape, the observation and action spaces, the steps
-                                   done and the name of the checkpoint folder
+                                   its split (index ranges and the content hashes of the training samples,
+                                   see :func:`split_record`), the state shape, the observation and action
+                                   spaces, the steps done and the name of the checkpoint folder
     DIR/checkpoint-00005000/       the checkpoint, written as one unit (a staging folder renamed into place):
         model.pt                   the MaskablePPO policy and optimiser state dicts and the PPO counters
                                    (a weights-only torch file)
@@ -38,7 +39,8 @@ from sam_gym.atomic import atomic_folder, atomic_write_bytes, remove_stale_tempo
 
 __all__ = ["LEGACY_MODEL_FILE", "MODEL_WEIGHTS", "RUN_CONFIG", "RUN_FORMAT", "RUN_VERSION", "checkpoint_dir",
            "clean_run_folder", "legacy_run_error", "load_model", "load_srm", "model_state", "read_model_state",
-           "read_run_info", "restore_model", "space_from_json", "space_to_json", "write_checkpoint"]
+           "read_run_info", "restore_model", "space_from_json", "space_to_json", "split_description", "split_record",
+           "train_sample_hashes", "write_checkpoint"]
 
 RUN_CONFIG = "config.json"
 RUN_FORMAT = "alignsam-run"
@@ -49,6 +51,9 @@ LEGACY_MODEL_FILE = "alignsam.zip"
 _MODEL_FORMAT = "alignsam-model"
 _MODEL_VERSION = 1
 _CHECKPOINT = re.compile(r"^checkpoint-\d{8,}(?:-\d+)?$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+#: ``split``'s optional key: the content hashes of the training samples (runs written before it lack it).
+_TRAIN_HASHES = "train_sha256"
 #: ``config.json``'s required keys: a type, or a dict of the keys of a nested dict.
 _SCHEMA: dict[str, Any] = {
     "config": dict,
@@ -135,6 +140,11 @@ def _check_values(info: dict[str, Any], path: Path) -> None:
         raise ValueError(f"Expected 'state_shape' in {path} to be 3 positive integers (C, rows, cols), got {shape!r}")
     if info["num_timesteps"] < 0:
         raise ValueError(f"Expected 'num_timesteps' in {path} >= 0, got {info['num_timesteps']}")
+    hashes, train = info["split"].get(_TRAIN_HASHES), info["split"]["train"]
+    if hashes is not None and (not isinstance(hashes, list) or len(train) != 2 or len(hashes) != train[1] - train[0]
+                               or not all(isinstance(h, str) and _SHA256.match(h) for h in hashes)):
+        raise ValueError(f"Expected 'split.{_TRAIN_HASHES}' in {path} to hold one hex SHA-256 string per training "
+                         f"sample ({train}), got {json.dumps(hashes)[:80]}")
     if not _CHECKPOINT.match(info["checkpoint"]):
         raise ValueError(f"Expected 'checkpoint' in {path} to name a checkpoint folder (checkpoint-NNNNNNNN), "
                          f"got {info['checkpoint']!r}")
@@ -147,6 +157,34 @@ def _check_values(info: dict[str, Any], path: Path) -> None:
     if info["spaces"]["observation"]["type"] != "Dict" or "state" not in observation.spaces:
         raise ValueError(f"Expected 'spaces.observation' in {path} to describe SamPrompt-v0's Dict observation, "
                          f"got {json.dumps(info['spaces']['observation'])[:80]}")
+
+
+def split_record(dataset: Any, n_train: int) -> dict[str, Any]:
+    """The run's split for ``config.json``: the first ``n_train`` samples train, the rest is held out.
+
+    Returns:
+        ``{"train": [0, n_train], "held_out": [n_train, len(dataset)], "train_sha256": [...]}``: index
+        ranges (start, stop) and the :func:`~sam_gym.data.hashing.sample_hash` of each training
+        sample, so that an evaluation recognises the training samples by content in any dataset
+        (:mod:`sam_gym.holdout`).
+    """
+    from sam_gym.data.hashing import sample_hash
+
+    return {"train": [0, int(n_train)], "held_out": [int(n_train), len(dataset)],
+            _TRAIN_HASHES: [sample_hash(dataset[i]) for i in range(int(n_train))]}
+
+
+def train_sample_hashes(info: dict[str, Any]) -> frozenset[str] | None:
+    """The content hashes of the run's training samples, or ``None`` for a run that recorded its split by index only."""
+    hashes = info["split"].get(_TRAIN_HASHES)
+    return None if hashes is None else frozenset(hashes)
+
+
+def split_description(info: dict[str, Any]) -> str:
+    """The run's split in words, e.g. ``"trained on samples 0-7 of synthetic-shapes (64 samples)"``."""
+    start, stop = info["split"]["train"]
+    dataset = info["dataset"]
+    return f"trained on samples {start}-{stop - 1} of {dataset['name']} ({dataset['n_samples']} samples)"
 
 
 def space_to_json(space: Any) -> dict[str, Any]:

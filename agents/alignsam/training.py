@@ -48,6 +48,7 @@ from agents.alignsam.run_format import (
     restore_model,
     space_from_json,
     space_to_json,
+    split_record,
     write_checkpoint,
 )
 
@@ -144,7 +145,8 @@ def model_for_spaces(config: TrainConfig, observation_space: Any, action_space: 
     return model
 
 
-def _run_info(config: TrainConfig, vec_env: Any, dataset: Any, num_timesteps: int, **extra: Any) -> dict[str, Any]:
+def _run_info(config: TrainConfig, vec_env: Any, dataset: Any, num_timesteps: int, split: dict[str, Any],
+              **extra: Any) -> dict[str, Any]:
     env = vec_env.envs[0].unwrapped
     backend = env.backend
     return {
@@ -154,7 +156,7 @@ def _run_info(config: TrainConfig, vec_env: Any, dataset: Any, num_timesteps: in
         "backend": {"name": backend.name, "description": backend.description, "model_id": backend.model_id,
                     "is_sam": backend.is_sam},
         "dataset": {"name": dataset.name, "n_samples": len(dataset)},
-        "split": {"train": [0, config.n_train], "held_out": [config.n_train, len(dataset)]},
+        "split": split,
         "state_shape": list(env.state_shape),
         "spaces": {"observation": space_to_json(vec_env.observation_space),
                    "action": space_to_json(vec_env.action_space)},
@@ -304,6 +306,7 @@ def _train(config: TrainConfig, resume: bool, run_dir: Path, stop: _SignalStop) 
         torch.set_num_threads(config.torch_threads)
     set_random_seed(config.seed)
     vec_env, dataset, _ = make_train_env(config)
+    split = split_record(dataset, config.n_train)  # hashes the training samples once
     device = resolve_device(config.device)
     model = build_model(config, vec_env, run_dir / "tb")
     if resume:
@@ -325,7 +328,7 @@ def _train(config: TrainConfig, resume: bool, run_dir: Path, stop: _SignalStop) 
             warmup = _warm_up(srm, config, vec_env.envs[0].unwrapped)
 
     def save_all(num_timesteps: int, **extra: Any) -> None:
-        info = _run_info(config, vec_env, dataset, num_timesteps, **({"srm_warmup": warmup} if warmup else {}),
+        info = _run_info(config, vec_env, dataset, num_timesteps, split, **({"srm_warmup": warmup} if warmup else {}),
                          **extra)
         write_checkpoint(run_dir, info, model_state(model), None if srm is None else srm.save)
 

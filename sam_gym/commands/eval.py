@@ -1,7 +1,11 @@
 """``sam-gym eval``: score prompting policies on the same episodes and write tables, a plot and episode strips.
 
 Every policy runs on the same episodes (the first ``--samples`` samples x ``--seeds``) with one
-shared backend and embedding cache, through :func:`sam_gym.evaluation.run_episodes`. Outputs in
+shared backend and embedding cache, through :func:`sam_gym.evaluation.run_episodes`. With
+``--protocol SPEC`` every location-only policy (random, grid, a plain SB3 model) runs under the
+labels and initial prompts of the policy ``SPEC`` (:func:`sam_gym.protocol.apply_protocol`); rows
+whose episodes read ground truth are marked. Samples that a learned policy was trained on (matched
+by content, :mod:`sam_gym.holdout`) are left out unless ``--include-train``. Outputs in
 ``--out``: ``results.json``, ``results.md``, ``iou_vs_clicks.png`` and, with ``--save-episodes K``,
 ``episodes/*.png`` strips (see :mod:`sam_gym.reporting`). Points are ``(x, y)`` in image pixels;
 masks are ``(H, W)`` indexed ``[row, col]``.
@@ -15,7 +19,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sam_gym.commands.common import (
     add_backend_arguments,
@@ -26,7 +30,10 @@ from sam_gym.commands.common import (
     dataset_from_args,
 )
 
-__all__ = ["EvalSettings", "build_policies", "evaluate", "parse_grid", "parse_seeds"]
+if TYPE_CHECKING:
+    from sam_gym.holdout import HeldOut
+
+__all__ = ["EvalSettings", "build_policies", "evaluate", "parse_grid", "parse_seeds", "with_protocol"]
 
 HELP = "score prompting policies on the same episodes; write results.json/.md, a plot and episode strips"
 
@@ -45,6 +52,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples", type=int, default=None, metavar="N",
                         help="use the first N samples of the dataset (default: all); each runs once per seed")
     parser.add_argument("--episodes", type=int, default=None, help=argparse.SUPPRESS)  # deprecated: --samples
+    parser.add_argument("--protocol", default=None, metavar="SPEC",
+                        help="run every location-only policy (random, grid, a plain SB3 model, ...) with the click "
+                             "labels and initial prompts of the policy SPEC, e.g. alignsam:RUN_DIR (random patches "
+                             "with its SRM: the paper's 'w/o RL' row); default: each policy's own env options "
+                             "(oracle labels and a ground-truth initial pair for random and grid: marked privileged)")
+    parser.add_argument("--include-train", action="store_true",
+                        help="also score the samples a learned policy was trained on (matched by content hash; left "
+                             "out by default); its row is marked in the report")
     parser.add_argument("--seeds", default="0", help="comma-separated reset seeds, each sample runs once per seed "
                                                       "(default: %(default)s)")
     parser.add_argument("--grid", default="10x10", help="patch grid ROWSxCOLS (default: %(default)s)")
@@ -99,6 +114,26 @@ def build_policies(specs: Sequence[str]) -> dict[str, Any]:
     return policies
 
 
+def with_protocol(policies: dict[str, Any], spec: str) -> dict[str, Any]:
+    """Run the location-only ``policies`` under the labels and initial prompts of the policy ``spec``.
+
+    The protocol policy is the one of ``policies`` with that spec when there is one (its SRM is then
+    loaded once), else it is built from ``spec`` and not scored.
+
+    Raises:
+        ValueError: If ``spec`` cannot be built, provides no labels or initial prompts, or no policy
+            is location-only (see :func:`sam_gym.protocol.apply_protocol`).
+    """
+    from sam_gym.protocol import ProtocolPolicy, apply_protocol
+
+    protocol = policies[spec] if spec in policies else build_policies([spec])[spec]
+    wrapped = apply_protocol(policies, protocol, spec)
+    if not any(isinstance(policy, ProtocolPolicy) for policy in wrapped.values()):
+        raise ValueError(f"Expected a location-only --policy (e.g. random, grid) to run under --protocol {spec}, "
+                         f"got none among {list(policies)}")
+    return wrapped
+
+
 @dataclass
 class EvalSettings:
     """What an evaluation runs.
@@ -116,6 +151,9 @@ class EvalSettings:
             episode (see :func:`sam_gym.evaluation.prepare_episodes`).
         dataset_path: Where the dataset was read from (resolved folder or annotation file), recorded
             in the results; ``None`` for a built-in dataset.
+        held_out: What :func:`sam_gym.holdout.select_held_out` chose (recorded under ``held_out``
+            in the results, and as ``train_samples_scored`` in the rows of the policies that
+            declare training samples); ``None`` when the indices were chosen otherwise.
     """
 
     max_clicks: int
@@ -127,6 +165,7 @@ class EvalSettings:
     command: str = ""
     on_error: str = "skip"
     dataset_path: str | None = None
+    held_out: HeldOut | None = None
 
 
 def evaluate(policies: dict[str, Any], dataset: Any, backend: Any, settings: EvalSettings, out: str | Path,
@@ -145,7 +184,11 @@ def evaluate(policies: dict[str, Any], dataset: Any, backend: Any, settings: Eva
     Returns:
         The results dict (also in ``out/results.json``), with ``skipped``: ``{"file", "reason",
         "index"}`` of every sample left out (``index`` is ``None`` for files the dataset dropped when
-        it was built).
+        it was built); ``protocol``: the spec whose labels and initial prompts the location-only
+        policies ran under (``None``: their own); with ``settings.held_out``, ``held_out`` (see
+        :meth:`sam_gym.holdout.HeldOut.to_dict`) and, in the row of each policy that declares
+        training samples, ``train_samples_scored``: the number of scored samples that are its
+        training samples (``None`` when its run cannot tell).
     """
     from tqdm import tqdm
 
@@ -179,6 +222,7 @@ def evaluate(policies: dict[str, Any], dataset: Any, backend: Any, settings: Eva
                                    "skipped": [s.to_dict() for s in prepared.skipped],
                                    "encode_ms_per_image": 1000.0 * prepared.encode_seconds,
                                    "episodes_seconds": elapsed})
+    _record_footing(results, settings.held_out, set(indices))
     write_results(results, out)
     plot_iou_vs_clicks(results, out / "iou_vs_clicks.png")
     if settings.save_episodes:
@@ -186,6 +230,19 @@ def evaluate(policies: dict[str, Any], dataset: Any, backend: Any, settings: Eva
             save_episode_strips(run, dataset, out / "episodes", limit=settings.save_episodes,
                                 backend=backend.description)
     return results
+
+
+def _record_footing(results: dict[str, Any], held_out: HeldOut | None, scored: set[int]) -> None:
+    """Add ``protocol``, ``held_out`` and each learned row's ``train_samples_scored`` to ``results``."""
+    protocols = {e.get("protocol_from") for e in results["policies"].values()} - {None}
+    results["protocol"] = ", ".join(sorted(protocols)) or None
+    if held_out is None:
+        return
+    results["held_out"] = held_out.to_dict()
+    for name, info in held_out.policies.items():
+        if name in results["policies"]:
+            results["policies"][name]["train_samples_scored"] = (
+                len(scored.intersection(info.scored)) if info.known else None)
 
 
 def _task_metrics_enabled(choice: str, dataset: Any) -> bool:
@@ -201,6 +258,32 @@ def _dataset_path(dataset: str) -> str | None:
     """The resolved path of a folder or annotation-file ``--dataset``; ``None`` for a built-in name."""
     path = Path(str(dataset)).expanduser()
     return str(path.resolve()) if path.exists() else None
+
+
+def _held_out(policies: dict[str, Any], dataset: Any, limit: int | None, include_train: bool) -> HeldOut:
+    """Choose the samples to score (:func:`sam_gym.holdout.select_held_out`) and say what was left out or kept.
+
+    Raises:
+        ValueError: If every candidate sample is a training sample.
+    """
+    from sam_gym.holdout import select_held_out
+
+    held_out = select_held_out(policies, dataset, range(len(dataset)), limit=limit, include_train=include_train)
+    for name, info in held_out.policies.items():  # a run without sample hashes got a warning
+        if info.known and info.scored:
+            print(f"{name}: scoring {len(info.scored)} of its training samples (--include-train); "
+                  f"its row is marked in the report")
+    if held_out.excluded:
+        owners = [name for name, info in held_out.policies.items() if info.excluded]
+        print(f"left out {len(held_out.excluded)} sample(s) of {dataset.name} that are training samples of "
+              f"{', '.join(owners)} (matched by content): scoring held-out samples only (--include-train scores "
+              f"them too)")
+    if not held_out.indices:
+        raise ValueError(f"Expected held-out samples to score in {dataset.name}, got none: all "
+                         f"{len(held_out.excluded)} candidate samples are training samples of "
+                         f"{', '.join(n for n, i in held_out.policies.items() if i.excluded)}; evaluate on other "
+                         f"data, or pass --include-train to score them anyway (the row is then marked)")
+    return held_out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -222,14 +305,18 @@ def run(args: argparse.Namespace) -> int:
     if args.save_episodes < 0:
         raise ValueError(f"Expected --save-episodes >= 0, got {args.save_episodes}")
     policies = build_policies(args.policy)
+    if args.protocol is not None:
+        policies = with_protocol(policies, args.protocol)
+    # --samples N counts the samples scored: the first N of the dataset that are not left out.
     dataset = dataset_from_args(argparse.Namespace(dataset=args.dataset, image_dir=args.image_dir, void=args.void,
-                                                   on_error=args.on_error, limit=args.samples))
+                                                   on_error=args.on_error, limit=None))
+    held_out = _held_out(policies, dataset, args.samples, args.include_train)
     backend = backend_from_args(args)
-    settings = EvalSettings(max_clicks=args.max_clicks, indices=list(range(len(dataset))), seeds=seeds, grid=grid,
+    settings = EvalSettings(max_clicks=args.max_clicks, indices=held_out.indices, seeds=seeds, grid=grid,
                             save_episodes=args.save_episodes,
                             task_metrics=_task_metrics_enabled(args.task_metrics, dataset),
                             command=canonical_command("sam-gym eval", add_arguments, args), on_error=args.on_error,
-                            dataset_path=_dataset_path(args.dataset))
+                            dataset_path=_dataset_path(args.dataset), held_out=held_out)
     results = evaluate(policies, dataset, backend, settings, args.out, cache_dir=args.cache_dir)
     from sam_gym.reporting import results_markdown
 

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from sam_gym.atomic import atomic_write
-from sam_gym.reporting.results import BOOTSTRAP, ORACLE_MARK
+from sam_gym.reporting.marks import ORACLE_MARK, TRAIN_MARK, on_training_samples, privileged, row_label
+from sam_gym.reporting.results import BOOTSTRAP
 
 __all__ = ["plot_iou_vs_clicks"]
 
@@ -15,7 +16,8 @@ __all__ = ["plot_iou_vs_clicks"]
 def plot_iou_vs_clicks(results: Mapping[str, Any], path: str | Path) -> Path:
     """Save the mean IoU after each click, one labelled line per policy, the backend in the title.
 
-    Click 0 is the IoU after the initial prompts (0 without). Oracle policies are dashed and marked.
+    Click 0 is the IoU after the initial prompts (0 without). Privileged rows (episodes that read the
+    ground truth: oracle policies, oracle labels, ground-truth initial prompts) are dashed and marked ``†``.
     Each line has a shaded band: its 95 % bootstrap interval over images at every click (results
     of schema version 1, without ``ci95``, get no band). The title gives the number of images and
     episodes.
@@ -34,9 +36,9 @@ def plot_iou_vs_clicks(results: Mapping[str, Any], path: str | Path) -> Path:
     banded = False
     for name, e in results["policies"].items():
         curve = [e["init_iou"], *e["miou_per_click"]]
-        label = f"{name}{ORACLE_MARK if e['oracle'] else ''}  (NoC@90 {e['noc@90']:.2f})"
+        label = f"{row_label(name, e)}  (NoC@90 {e['noc@90']:.2f})"
         (line,) = ax.plot(range(len(curve)), curve, marker="o", markersize=3.5, linewidth=1.8,
-                          linestyle="--" if e["oracle"] else "-", label=label)
+                          linestyle="--" if privileged(e) else "-", label=label)
         ci = e.get("ci95")
         if ci and "miou_per_click" in ci and "init_iou" in ci:
             band = [ci["init_iou"], *ci["miou_per_click"]]
@@ -51,9 +53,13 @@ def plot_iou_vs_clicks(results: Mapping[str, Any], path: str | Path) -> Path:
     ax.set_ylabel("mean IoU" + (f" (bands: {100 * BOOTSTRAP['confidence']:.0f}% bootstrap CI over images)"
                                 if banded else ""))
     ax.grid(True, alpha=0.3)
-    any_oracle = any(e["oracle"] for e in results["policies"].values())
-    ax.legend(loc="lower right", fontsize=9, title_fontsize=8,
-              title=f"{ORACLE_MARK} oracle (reads ground truth)" if any_oracle else None)
+    entries = list(results["policies"].values())
+    marks = []
+    if any(privileged(e) for e in entries):
+        marks.append(f"{ORACLE_MARK} privileged (reads ground truth)")
+    if any(on_training_samples(e) for e in entries):
+        marks.append(f"{TRAIN_MARK} scored on its training samples")
+    ax.legend(loc="lower right", fontsize=9, title_fontsize=8, title="\n".join(marks) or None)
     kind = "" if results.get("is_sam") else " - NOT SAM"
     first = next(iter(results["policies"].values()), {})
     counts = (f" ({first['n_images']} images, {first['n_episodes']} episodes per policy)"

@@ -34,11 +34,11 @@ from sam_gym.evaluation import EpisodeRecord, PolicyRun
 from sam_gym.metrics import summarize_episodes
 from sam_gym.reporting.comparison import paired_markdown, paired_rows
 from sam_gym.reporting.episodes import TASK_METRICS, episode_entry, has_task_metrics, summary_intervals
+from sam_gym.reporting.marks import footing_notes, row_label
 from sam_gym.reporting.tables import estimate_cell, markdown_table
 
 __all__ = [
     "BOOTSTRAP",
-    "ORACLE_MARK",
     "SCHEMA_VERSION",
     "build_results",
     "provenance",
@@ -54,8 +54,6 @@ SCHEMA_VERSION = 2
 #: How the ``ci95`` intervals are computed (recorded in ``results.json``).
 BOOTSTRAP: dict[str, Any] = {"confidence": stats.CONFIDENCE, "n_resamples": stats.N_RESAMPLES, "seed": 0,
                              "unit": "image", "method": "percentile"}
-#: Marks the rows of oracle policies in tables and plots.
-ORACLE_MARK = "†"
 _SKIPPED_SHOWN = 10  # skipped files listed in results.md (results.json lists all)
 
 
@@ -171,7 +169,8 @@ def build_results(
         used, in index order; ``None`` when they were not recorded), "max_clicks", "command",
         "bootstrap" (:data:`BOOTSTRAP`), ...extra, "policies": {name: summarize_records(...) +
         {"peak_mem_mb", "peak_gpu_mem_mb", "memory_method", "oracle", "labels", "init_prompts",
-        "action_mode", "description"}}}``.
+        "action_mode", "privileged", "protocol_from", "description"}}}`` (the protocol keys:
+        :func:`sam_gym.evaluation.policy_protocol`).
     """
     policies: dict[str, Any] = {}
     for run in runs:
@@ -247,7 +246,7 @@ def results_markdown(results: Mapping[str, Any]) -> str:
     header += ["labels", "init prompts"]
     rows = []
     for name, e in policies.items():
-        row = [f"{name}{ORACLE_MARK if e['oracle'] else ''}", _cell(e, "noc@85", 2), _cell(e, "noc@90", 2),
+        row = [row_label(name, e), _cell(e, "noc@85", 2), _cell(e, "noc@90", 2),
                _cell(e, "fr@85", 1, 100, "%"), _cell(e, "fr@90", 1, 100, "%"),
                *(estimate_cell(*_iou_at(e, k), 3) for k in ks),
                _cell(e, "init_iou", 3), _cell(e, "fg_hit_rate", 0, 100, "%"), _cell(e, "mean_return", 2),
@@ -278,8 +277,7 @@ def results_markdown(results: Mapping[str, Any]) -> str:
         "the same (sample, seed) episodes with the same backend.",
         "",
         markdown_table(rows, header, right=header[1:-2]),
-        "",
-        f"{ORACLE_MARK} Oracle policy: it reads the ground truth to choose its clicks (not a deployable method).",
+        *footing_notes(results),
         "",
         "NoC@t: mean number of clicks to reach IoU >= t (the budget when never reached); FR@t: share of "
         "episodes that fail (NoC@t >= budget, RITM convention); IoU@k: mean IoU after k clicks. Initial "

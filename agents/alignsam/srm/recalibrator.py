@@ -21,7 +21,7 @@ import torch
 from agents.alignsam.srm.hooks import _InitialPrompts, _Labeller
 from agents.alignsam.srm.module import CONTEXT_CHANNELS, SemanticRecalibrationModule, srm_loss
 from sam_gym.atomic import atomic_write, atomic_write_bytes
-from sam_gym.cache import image_key
+from sam_gym.data.hashing import image_hash
 from sam_gym.grid import PatchGrid
 
 if TYPE_CHECKING:
@@ -143,7 +143,7 @@ class Recalibrator:
 
     def _image_inputs(self, view: EpisodeView) -> tuple[np.ndarray, np.ndarray]:
         """Plain embedding pooled to ``S x S`` and the CLIP-Surgery map, cached per image."""
-        key = image_key(view.sample.image)
+        key = image_hash(view.sample.image)
         hit = self._image_cache.get(key)
         if hit is None:
             size = self.config.size
