@@ -28,6 +28,8 @@ ActionMode = Literal["patch", "patch_label", "point"]
 InfoIou = Literal["full", "none"]
 #: Maximum number of prompts placed at reset (``"gt_pair"`` and the recalibration module use 2).
 MAX_INIT_PROMPTS = 2
+#: Default ``max_prompts``: the initial prompts plus the standard 20-click evaluation budget.
+DEFAULT_MAX_PROMPTS = MAX_INIT_PROMPTS + 20
 _announced_backends: set[str] = set()
 
 
@@ -158,10 +160,13 @@ class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
 
     ``state`` is the image embedding times the previous mask probability (paper eq. 4),
     average-pooled to ``gh x gw`` cells aligned with the patches and flattened channel-major from
-    ``(C, gh, gw)``. ``clicks`` holds ``K = max_clicks + 2`` rows, label 1/0, padding rows
-    ``(0, 0, -1)``. ``C x 64 x 64`` is the backend's ``embedding_shape`` (SAM: 256 x 64 x 64). ``state_pool="grid"``
-    (default) pools to the action grid, ``64 * 64 / (rows * cols)`` times smaller than the paper's
-    full map, which ``state_pool="full"`` keeps (what that means for a PPO buffer is worked out in
+    ``(C, gh, gw)``. ``clicks`` holds ``K = max_prompts`` rows (default 22: the 2 initial prompts
+    plus the standard 20-click budget, or ``max_clicks + 2`` when that is larger), label 1/0, padding
+    rows ``(0, 0, -1)``; its size does not depend on the click budget, so a model trained at
+    ``max_clicks=15`` is evaluated at 20 unchanged. ``C x 64 x 64`` is the backend's
+    ``embedding_shape`` (SAM: 256 x 64 x 64). ``state_pool="grid"`` (default) pools to the action
+    grid, ``64 * 64 / (rows * cols)`` times smaller than the paper's full map, which
+    ``state_pool="full"`` keeps (what that means for a PPO buffer is worked out in
     ``docs/benchmarks.md``); an integer ``n`` pools to ``n x n``. ``env.unwrapped.state_shape`` gives
     ``(C, gh, gw)`` for un-flattening.
 
@@ -230,6 +235,7 @@ class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
     | ``dataset_kwargs`` | dict or None | ``None`` | extra dataset arguments |
     | ``cache`` | EmbeddingCache or None | ``None`` | a cache to share between envs (overrides ``cache_dir``) |
     | ``info_iou`` | ``"full"`` or ``"none"`` | ``"full"`` | per-step full-resolution IoU, or only at episode end |
+    | ``max_prompts`` | int or None | ``None`` | rows of ``clicks``, >= ``max_clicks + 2`` (``None``: 22 or that) |
 
     ``label_mode``: ``"oracle"`` (ground truth at the point, as in AlignSAM training), ``"positive"``
     (every click foreground), or ``f(view, (x, y)) -> 0 | 1`` (AlignSAM's recalibration module).
@@ -262,6 +268,9 @@ class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
       task is ``dataset="synthetic-shapes"``. On the old default the ``gt_pair`` initial prompts
       alone gave a mean IoU of 0.97 and a random policy ``is_success`` 1.0 (50 seeds), so success
       rates said nothing about the clicks.
+    * v0 in 0.3.0: ``clicks`` has ``max_prompts`` rows (default 22) instead of ``max_clicks + 2``,
+      so one model serves any click budget up to 20; ``max_prompts=max_clicks + 2`` gives the old
+      size.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 2}
@@ -287,12 +296,13 @@ class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
         dataset_kwargs: dict[str, Any] | None = None,
         cache: EmbeddingCache | None = None,
         info_iou: InfoIou = "full",
+        max_prompts: int | None = None,
     ) -> None:
         self._check_arguments(grid=grid, max_clicks=max_clicks, reward=reward, label_mode=label_mode,
                               init_prompts=init_prompts, target_iou=target_iou, render_mode=render_mode,
                               action_mode=action_mode, state_pool=state_pool, mask_obs_size=mask_obs_size,
                               multimask=multimask, info_iou=info_iou, backend_kwargs=backend_kwargs,
-                              dataset_kwargs=dataset_kwargs, cache=cache)
+                              dataset_kwargs=dataset_kwargs, cache=cache, max_prompts=max_prompts)
         self.dataset = make_dataset(dataset, **(dataset_kwargs or {}))
         if len(self.dataset) == 0:
             raise ValueError(f"Expected a non-empty dataset, got {self.dataset!r} with no sample")
@@ -332,7 +342,8 @@ class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
             self.pool_hw = (int(state_pool), int(state_pool))
         self.state_shape: tuple[int, int, int] = (c, *(self.pool_hw or (eh, ew)))
         self.max_init_prompts = MAX_INIT_PROMPTS
-        self.max_prompts = self.max_clicks + MAX_INIT_PROMPTS
+        needed = self.max_clicks + MAX_INIT_PROMPTS
+        self.max_prompts = max(DEFAULT_MAX_PROMPTS, needed) if max_prompts is None else int(max_prompts)
 
         if action_mode == "patch":
             self.action_space: spaces.Space = spaces.Discrete(self.n_cells)
@@ -362,7 +373,7 @@ class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
     def _check_arguments(*, grid: Any, max_clicks: Any, reward: Any, label_mode: Any, init_prompts: Any,
                          target_iou: Any, render_mode: Any, action_mode: Any, state_pool: Any,
                          mask_obs_size: Any, multimask: Any, info_iou: Any, backend_kwargs: Any,
-                         dataset_kwargs: Any, cache: Any) -> None:
+                         dataset_kwargs: Any, cache: Any, max_prompts: Any) -> None:
         if (not isinstance(grid, (tuple, list)) or len(grid) != 2
                 or not all(_is_int(g) and g >= 1 for g in grid)):
             raise ValueError(f"Expected grid to be (rows, cols) of positive integers, got {grid!r}")
@@ -394,6 +405,9 @@ class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
                 raise ValueError(f"Expected {name} to be None or a dict of keyword arguments, got {kwargs!r}")
         if cache is not None and not isinstance(cache, EmbeddingCache):
             raise ValueError(f"Expected cache to be None or an EmbeddingCache, got {cache!r}")
+        if max_prompts is not None and not (_is_int(max_prompts) and max_prompts >= max_clicks + MAX_INIT_PROMPTS):
+            raise ValueError(f"Expected max_prompts to be None or an integer >= max_clicks + {MAX_INIT_PROMPTS} "
+                             f"(= {max_clicks + MAX_INIT_PROMPTS}), got {max_prompts!r}")
         if info_iou == "none" and (reward == "iou_gain" or target_iou is not None):
             raise ValueError("Expected info_iou='full' with reward='iou_gain' or target_iou (they need the IoU "
                              f"every step), got info_iou='none', reward={reward!r}, target_iou={target_iou!r}")
