@@ -193,7 +193,7 @@ def test_observation_shapes_and_state_pooling():
     obs, _ = env.reset(seed=0)
     c = env.backend.embedding_shape[0]
     assert env.state_shape == (c, 10, 10) and obs["state"].shape == (c * 100,)
-    assert obs["mask"].shape == (1, 64, 64) and obs["clicks"].shape == ((15 + 2) * 3,)
+    assert obs["mask"].shape == (1, 64, 64) and obs["clicks"].shape == (22 * 3,)  # max_prompts 22
     full = make(state_pool="full")
     assert full.state_shape == env.backend.embedding_shape
     # state is the embedding times the previous mask: with no prompt it is the plain pooled embedding

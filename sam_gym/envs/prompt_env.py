@@ -117,6 +117,10 @@ class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
     fed back as mask input) and the agent is rewarded for clicking on the object. Image embeddings
     are computed once per image and cached in memory and, with ``cache_dir``, on disk.
 
+    The episode is row 0 of a batched episode core (:mod:`sam_gym.envs.core`); the batched
+    :class:`~sam_gym.envs.vector_env.SamPromptVectorEnv` (``gym.make_vec``) runs the same code on
+    ``num_envs`` rows at once, with one decoder call per step for all of them.
+
     The default backend is ``"classical"``, a weight-free seed-based segmenter, so that the env runs
     offline with meaningful masks. **It is not SAM**, and every report says which backend produced
     it (``info["backend"]``, ``env.unwrapped.backend.description``). Real SAM: ``backend="sam_vit_h"``
