@@ -24,7 +24,7 @@ def test_bench_command_writes_all_required_keys(tmp_path, capsys):
     assert all(v > 0 for v in results["vector_steps_per_s"].values())
     assert results["decoder_calls_per_s"] > 0 and results["env_steps_per_s"] > 0 and results["env_over_decoder"] > 0
     # 10 float32 classical channels on the 10x10 grid, the 64x64 uint8 mask, 17 prompt rows, 100 cells
-    assert results["obs_bytes"] == 10 * 100 * 4 + 64 * 64 + 17 * 3 * 4 + 100 * 4
+    assert results["obs_bytes"] == 10 * 100 * 4 + 64 * 64 + 22 * 3 * 4 + 100 * 4  # clicks: max_prompts 22 rows
     assert results["cache_hit_reset_ms"] > 0 and results["encoder_images_per_s"] > 0
     assert isinstance(results["rss_growth_pct"], float) and results["rss_method"]
     assert "env / decoder" in capsys.readouterr().out

@@ -193,7 +193,7 @@ def test_observation_shapes_and_state_pooling():
     obs, _ = env.reset(seed=0)
     c = env.backend.embedding_shape[0]
     assert env.state_shape == (c, 10, 10) and obs["state"].shape == (c * 100,)
-    assert obs["mask"].shape == (1, 64, 64) and obs["clicks"].shape == ((15 + 2) * 3,)
+    assert obs["mask"].shape == (1, 64, 64) and obs["clicks"].shape == (22 * 3,)  # max_prompts 22
     full = make(state_pool="full")
     assert full.state_shape == env.backend.embedding_shape
     # state is the embedding times the previous mask: with no prompt it is the plain pooled embedding
@@ -332,3 +332,34 @@ def test_sb3_ppo_and_maskable_ppo_smoke(tmp_path):
     obs, _ = env.reset(seed=0)
     action, _ = masked.predict(obs, action_masks=env.action_masks(), deterministic=True)
     assert env.action_masks()[int(action)]
+
+
+def test_clicks_size_does_not_depend_on_the_click_budget():
+    short = SamPromptEnv(dataset="synthetic-shapes", dataset_kwargs=dict(n=4), max_clicks=5)
+    standard = SamPromptEnv(dataset="synthetic-shapes", dataset_kwargs=dict(n=4), max_clicks=20)
+    assert short.observation_space == standard.observation_space
+    assert short.observation_space["clicks"].shape == (22 * 3,) and short.max_prompts == 22
+    obs, _ = short.reset(seed=0)
+    assert (obs["clicks"].reshape(22, 3)[2:] == [0.0, 0.0, -1.0]).all()  # two initial prompts, then padding
+    long = SamPromptEnv(dataset="synthetic-shapes", dataset_kwargs=dict(n=4), max_clicks=30)
+    assert long.max_prompts == 32
+    old = SamPromptEnv(dataset="synthetic-shapes", dataset_kwargs=dict(n=4), max_clicks=5, max_prompts=7)
+    assert old.observation_space["clicks"].shape == (21,)
+    with pytest.raises(ValueError, match="Expected max_prompts"):
+        SamPromptEnv(dataset="synthetic-shapes", dataset_kwargs=dict(n=4), max_clicks=25, max_prompts=22)
+
+
+def test_a_plain_sb3_model_trained_at_5_clicks_evaluates_at_20(tmp_path):
+    pytest.importorskip("sb3_contrib")
+    from sb3_contrib import MaskablePPO
+    from sb3_contrib.common.maskable.evaluation import evaluate_policy
+
+    kwargs = dict(dataset="synthetic-shapes", dataset_kwargs=dict(n=4))
+    model = MaskablePPO("MultiInputPolicy", SamPromptEnv(**kwargs, max_clicks=5), n_steps=16, batch_size=16,
+                        n_epochs=1, seed=0, device="cpu")
+    model.learn(16)
+    model.save(tmp_path / "model.zip")
+    loaded = MaskablePPO.load(tmp_path / "model.zip", device="cpu")
+    env = SamPromptEnv(**kwargs, max_clicks=20)
+    rewards, lengths = evaluate_policy(loaded, env, n_eval_episodes=1, return_episode_rewards=True, warn=False)
+    assert lengths == [20] and len(rewards) == 1

@@ -57,6 +57,7 @@ VALID_ARGS: dict[str, st.SearchStrategy[Any]] = {
     "info_iou": st.sampled_from(["full", "none"]),
     "backend_kwargs": st.sampled_from([None, {}]),
     "dataset_kwargs": st.sampled_from([None, {}]),
+    "max_prompts": st.none() | st.integers(22, 40),
 }
 INVALID_ARGS: dict[str, list[Any]] = {
     "grid": [(0, 3), (3, -1), (True, True), (2.5, 3), "10x10", (3,), (1, 2, 3), None, 5, (np.int64(0), 2)],
@@ -73,6 +74,7 @@ INVALID_ARGS: dict[str, list[Any]] = {
     "info_iou": ["partial", False, None],
     "backend_kwargs": [["device"], "cpu", 3, {1: 2}],
     "dataset_kwargs": [["n"], "n=3", 3],
+    "max_prompts": [0, 16, -1, True, 22.0, "22"],
 }
 
 

@@ -147,10 +147,11 @@ class AlignSAMPolicy(PromptPolicy):
         return np.asarray(action)
 
     def _fit_clicks(self, observation: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Cut or pad (with ``(0, 0, -1)`` rows) the ``clicks`` vector to the trained click budget.
+        """Cut or pad (with ``(0, 0, -1)`` rows) the ``clicks`` vector to the trained size (old runs only).
 
-        ``clicks`` holds ``max_clicks + 2`` prompt rows, so an env with another click budget than
-        training (e.g. ``sam-gym eval``'s 20) has another length; the agent sees the first rows.
+        New runs see ``max_prompts`` rows whatever the click budget, so their sizes match and the
+        observation passes unchanged. Runs saved before ``max_prompts`` have ``max_clicks + 2`` rows:
+        an env with another budget has another length, and such an agent sees the first rows.
         """
         clicks = np.asarray(observation["clicks"], dtype=np.float32)
         size = int(self.model.observation_space["clicks"].shape[0])

@@ -16,8 +16,10 @@ resume=True)`` continues from the last checkpoint.
 Training episodes follow the paper: ``label_mode="oracle"`` (the clicked pixel's ground truth) and
 ``init_prompts="gt_pair"`` (one random positive and one random negative ground-truth point) on the
 first ``n_train`` samples; the rest of the dataset is held out
-(:func:`sam_gym.data.subset.split`). The ``n_envs`` envs share one backend and one embedding cache
-and are stepped in one process (``DummyVecEnv``; a SAM backend must not be copied into subprocesses).
+(:func:`sam_gym.data.subset.split`). The ``n_envs`` envs are one batched
+:class:`~sam_gym.envs.vector_env.SamPromptVectorEnv` (one backend, one embedding cache, one
+decoder call per step for all of them, in one process: a SAM backend must not be copied into
+subprocesses) behind the SB3 ``VecEnv`` adapter (:mod:`sam_gym.envs.sb3`) and a ``VecMonitor``.
 The training envs use ``info_iou="none"`` (the +/-1 reward needs no per-step IoU).
 Points are ``(x, y)`` image pixels (x right, y down), masks ``(H, W)`` indexed ``[row, col]``.
 """
@@ -77,33 +79,30 @@ def resolve_device(device: str) -> str:
 
 
 def make_train_env(config: TrainConfig) -> tuple[Any, Any, Any]:
-    """Build the training ``DummyVecEnv`` on the training split.
+    """Build the training env: the batched vector env on the training split, as an SB3 ``VecEnv``.
 
     Returns:
-        ``(vec_env, dataset, train_subset)``; the envs share one backend and one embedding cache.
+        ``(vec_env, dataset, train_subset)``: ``vec_env`` is a ``VecMonitor`` over
+        :class:`~sam_gym.envs.sb3.SB3VecEnv` (``vec_env.envs[i]`` is sub-env ``i``, a
+        ``SamPromptEnv``); the sub-envs share one backend and one embedding cache.
     """
-    from stable_baselines3.common.monitor import Monitor
-    from stable_baselines3.common.vec_env import DummyVecEnv
+    from stable_baselines3.common.vec_env import VecMonitor
 
     from sam_gym.backends import backend_entry, make_backend
     from sam_gym.cache import EmbeddingCache
     from sam_gym.data import make_dataset
     from sam_gym.data.subset import split
-    from sam_gym.envs import SamPromptEnv
+    from sam_gym.envs.sb3 import make_sb3_vec_env
 
     dataset = make_dataset(config.dataset, **config.dataset_kwargs)
     train_set, _ = split(dataset, config.n_train)
     device = resolve_device(config.device) if backend_entry(config.backend).checkpoint else None
     backend = make_backend(config.backend, checkpoint=config.checkpoint, device=device)
     cache = EmbeddingCache(backend, max_items=max(64, config.n_train))
-
-    def factory() -> Any:
-        return Monitor(SamPromptEnv(dataset=train_set, cache=cache, grid=config.grid, max_clicks=config.max_clicks,
-                                    label_mode="oracle", init_prompts="gt_pair", action_mode="patch",
-                                    info_iou="none"))
-
-    vec_env = DummyVecEnv([factory for _ in range(config.n_envs)])
-    return vec_env, dataset, train_set
+    venv = make_sb3_vec_env(config.n_envs, dataset=train_set, cache=cache, grid=config.grid,
+                            max_clicks=config.max_clicks, label_mode="oracle", init_prompts="gt_pair",
+                            action_mode="patch", info_iou="none")
+    return VecMonitor(venv), dataset, train_set
 
 
 def _ppo_arguments(config: TrainConfig, state_shape: Any) -> dict[str, Any]:

@@ -9,7 +9,9 @@ need from a segmenter goes through :class:`PromptableSegmenter`:
   and returns a :class:`Prediction`; ``decode_batch`` decodes one prompt set per image for a
   vector env (by default a loop over ``decode``; SAM overrides it with one batched decoder call);
 * ``observe(embedding, low_res_logits, grid_hw, mask_hw)`` builds the AlignSAM state (image
-  embedding times the previous mask, paper eq. 4) without leaving the backend's device.
+  embedding times the previous mask, paper eq. 4) without leaving the backend's device;
+  ``observe_batch`` builds it for a batch (by default a loop over ``observe``; SAM pools the whole
+  batch in one operation).
 
 Coordinate conventions (the same everywhere in ``sam_gym``):
 
@@ -209,6 +211,31 @@ class PromptableSegmenter(abc.ABC):
             probability; ``mask``: float32 ``mask_hw`` probabilities in ``[0, 1]`` over the image
             frame (row 0 is the top of the image).
         """
+
+    def observe_batch(
+        self,
+        embeddings: Sequence[Embedding],
+        low_res_logits: Sequence[Any | None],
+        grid_hw: tuple[int, int] | None,
+        mask_hw: tuple[int, int],
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`observe` of ``B`` items at once (the batched env's one call per step).
+
+        The default loops over :meth:`observe`, so every backend supports the batched env; a
+        backend that can pool all items in one operation on its device (SAM) overrides it. Item
+        ``i`` equals ``observe(embeddings[i], low_res_logits[i], grid_hw, mask_hw)``.
+
+        Returns:
+            float32 ``states`` ``(B, C, rows, cols)`` (or ``(B, C, h, w)``) and ``masks`` ``(B, *mask_hw)``.
+
+        Raises:
+            ValueError: If the sequences are empty or of different lengths.
+        """
+        if len(embeddings) == 0 or len(low_res_logits) != len(embeddings):
+            raise ValueError(f"Expected non-empty embeddings and low_res_logits of one length, got "
+                             f"{len(embeddings)} and {len(low_res_logits)}")
+        pairs = [self.observe(e, m, grid_hw, mask_hw) for e, m in zip(embeddings, low_res_logits, strict=True)]
+        return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
 
     def image_region(self, embedding: Embedding, shape: tuple[int, int]) -> tuple[int, int]:
         """The top-left ``(rows, cols)`` of an ``(h, w)`` map of this backend that cover the image.

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -16,10 +16,11 @@ from sam_gym.backends import PromptableSegmenter, make_backend
 from sam_gym.backends.base import Embedding, Prediction
 from sam_gym.cache import EmbeddingCache
 from sam_gym.data import Sample, SegmentationDataset, check_sample, make_dataset
+from sam_gym.envs.core import DEFAULT_SUCCESS_IOU, REPEAT_PENALTY, STATE_BOUND, Clicks, EpisodeCore, NewEpisode
 from sam_gym.grid import PatchGrid
-from sam_gym.metrics import iou
 
-__all__ = ["DecodeRequest", "EpisodeView", "SamPromptEnv"]
+__all__ = ["DEFAULT_SUCCESS_IOU", "REPEAT_PENALTY", "STATE_BOUND", "DecodeRequest", "EpisodeView",
+           "SamPromptEnv"]
 
 logger = logging.getLogger("sam_gym")
 
@@ -27,12 +28,8 @@ ActionMode = Literal["patch", "patch_label", "point"]
 InfoIou = Literal["full", "none"]
 #: Maximum number of prompts placed at reset (``"gt_pair"`` and the recalibration module use 2).
 MAX_INIT_PROMPTS = 2
-#: Reward of a click on a cell (or, in point mode, a pixel) that was already clicked.
-REPEAT_PENALTY = -1.0
-#: Bound of the ``state`` observation (values are clipped to it; SAM embeddings stay within +/-20).
-STATE_BOUND = 1e4
-#: IoU that counts as success at episode end when no ``target_iou`` is given (NoC@85's threshold).
-DEFAULT_SUCCESS_IOU = 0.85
+#: Default ``max_prompts``: the initial prompts plus the standard 20-click evaluation budget.
+DEFAULT_MAX_PROMPTS = MAX_INIT_PROMPTS + 20
 _announced_backends: set[str] = set()
 
 
@@ -102,86 +99,6 @@ class DecodeRequest:
     multimask: bool
 
 
-@dataclass(eq=False)
-class _Episode:
-    """The state of one episode: what :meth:`SamPromptEnv.reset` starts and each click changes.
-
-    Points are ``(x, y)`` image pixels; ``pixel`` and mask indices are ``(row, col)``; cells index
-    the patch grid row-major.
-    """
-
-    sample: Sample
-    index: int
-    grid: PatchGrid
-    embedding: Embedding
-    #: ``(rows * cols,)`` bool, the patches the agent clicked.
-    clicked_cells: np.ndarray
-    #: ``(row, col)`` pixels the agent clicked (the repeat test of ``point`` mode).
-    clicked_pixels: set[tuple[int, int]] = field(default_factory=set)
-    #: ``(x, y)`` prompts so far, initial prompts first, and their 1/0 labels.
-    points: list[tuple[float, float]] = field(default_factory=list)
-    labels: list[int] = field(default_factory=list)
-    n_init: int = 0
-    n_clicks: int = 0
-    prediction: Prediction | None = None
-    #: The chosen proposal's ``(1, h, w)`` low-res logits, fed back as the next mask input.
-    logits: Any = None
-    iou: float = 0.0
-    #: Whether the last click terminated or truncated the episode (then ``step`` needs a reset).
-    ended: bool = False
-    empty_mask: np.ndarray = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        self.empty_mask = np.zeros(self.sample.target.shape, dtype=bool)
-
-    def mask(self) -> np.ndarray:
-        """The current ``(H, W)`` bool mask, indexed ``[row, col]`` (full resolution, memoised by the prediction)."""
-        return self.empty_mask if self.prediction is None else self.prediction.mask(self.prediction.best)
-
-    def full_iou(self) -> float:
-        """IoU of the current full-resolution mask with the target, void excluded."""
-        if self.prediction is None:
-            return 0.0
-        return iou(self.mask(), self.sample.target, self.sample.void)
-
-    def view(self, *, backend: PromptableSegmenter, max_clicks: int, np_random: np.random.Generator,
-             fresh_iou: bool) -> EpisodeView:
-        """The episode as an :class:`EpisodeView`; ``fresh_iou`` computes the IoU (``info_iou="none"``)."""
-        return EpisodeView(
-            sample=self.sample,
-            embedding=self.embedding,
-            backend=backend,
-            grid=self.grid,
-            points=np.asarray(self.points, dtype=np.float32).reshape(-1, 2),
-            labels=np.asarray(self.labels, dtype=np.int64),
-            n_init=self.n_init,
-            n_clicks=self.n_clicks,
-            max_clicks=max_clicks,
-            prediction=self.prediction,
-            mask_logits=self.logits,
-            mask=self.mask(),
-            iou=self.full_iou() if fresh_iou else self.iou,
-            np_random=np_random,
-        )
-
-
-@dataclass(frozen=True)
-class _PendingStep:
-    """A click that :meth:`SamPromptEnv.prepare_step` checked and :meth:`SamPromptEnv.finish_step` commits.
-
-    ``(x, y)`` is the point in image pixels, ``pixel`` its ``(row, col)``, ``cell`` its patch.
-    """
-
-    x: float
-    y: float
-    cell: int
-    label: int
-    pixel: tuple[int, int]
-    repeat: bool
-
-
-_P = TypeVar("_P", _Episode, _PendingStep)
-
 #: ``label_mode`` callable: ``(view, (x, y)) -> 0 | 1``.
 LabelFn = Callable[[EpisodeView, tuple[float, float]], int]
 #: ``init_prompts`` callable: ``view -> [(x, y, label), ...]`` (at most ``MAX_INIT_PROMPTS``).
@@ -199,6 +116,10 @@ class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
     as a point prompt, the segmenter decodes all prompts so far (its previous low-resolution logits
     fed back as mask input) and the agent is rewarded for clicking on the object. Image embeddings
     are computed once per image and cached in memory and, with ``cache_dir``, on disk.
+
+    The episode is row 0 of a batched episode core (:mod:`sam_gym.envs.core`); the batched
+    :class:`~sam_gym.envs.vector_env.SamPromptVectorEnv` (``gym.make_vec``) runs the same code on
+    ``num_envs`` rows at once, with one decoder call per step for all of them.
 
     The default backend is ``"classical"``, a weight-free seed-based segmenter, so that the env runs
     offline with meaningful masks. **It is not SAM**, and every report says which backend produced
@@ -243,10 +164,13 @@ class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
 
     ``state`` is the image embedding times the previous mask probability (paper eq. 4),
     average-pooled to ``gh x gw`` cells aligned with the patches and flattened channel-major from
-    ``(C, gh, gw)``. ``clicks`` holds ``K = max_clicks + 2`` rows, label 1/0, padding rows
-    ``(0, 0, -1)``. ``C x 64 x 64`` is the backend's ``embedding_shape`` (SAM: 256 x 64 x 64). ``state_pool="grid"``
-    (default) pools to the action grid, ``64 * 64 / (rows * cols)`` times smaller than the paper's
-    full map, which ``state_pool="full"`` keeps (what that means for a PPO buffer is worked out in
+    ``(C, gh, gw)``. ``clicks`` holds ``K = max_prompts`` rows (default 22: the 2 initial prompts
+    plus the standard 20-click budget, or ``max_clicks + 2`` when that is larger), label 1/0, padding
+    rows ``(0, 0, -1)``; its size does not depend on the click budget, so a model trained at
+    ``max_clicks=15`` is evaluated at 20 unchanged. ``C x 64 x 64`` is the backend's
+    ``embedding_shape`` (SAM: 256 x 64 x 64). ``state_pool="grid"`` (default) pools to the action
+    grid, ``64 * 64 / (rows * cols)`` times smaller than the paper's full map, which
+    ``state_pool="full"`` keeps (what that means for a PPO buffer is worked out in
     ``docs/benchmarks.md``); an integer ``n`` pools to ``n x n``. ``env.unwrapped.state_shape`` gives
     ``(C, gh, gw)`` for un-flattening.
 
@@ -315,6 +239,7 @@ class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
     | ``dataset_kwargs`` | dict or None | ``None`` | extra dataset arguments |
     | ``cache`` | EmbeddingCache or None | ``None`` | a cache to share between envs (overrides ``cache_dir``) |
     | ``info_iou`` | ``"full"`` or ``"none"`` | ``"full"`` | per-step full-resolution IoU, or only at episode end |
+    | ``max_prompts`` | int or None | ``None`` | rows of ``clicks``, >= ``max_clicks + 2`` (``None``: 22 or that) |
 
     ``label_mode``: ``"oracle"`` (ground truth at the point, as in AlignSAM training), ``"positive"``
     (every click foreground), or ``f(view, (x, y)) -> 0 | 1`` (AlignSAM's recalibration module).
@@ -347,6 +272,9 @@ class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
       task is ``dataset="synthetic-shapes"``. On the old default the ``gt_pair`` initial prompts
       alone gave a mean IoU of 0.97 and a random policy ``is_success`` 1.0 (50 seeds), so success
       rates said nothing about the clicks.
+    * v0 in 0.3.0: ``clicks`` has ``max_prompts`` rows (default 22) instead of ``max_clicks + 2``,
+      so one model serves any click budget up to 20; ``max_prompts=max_clicks + 2`` gives the old
+      size.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 2}
@@ -372,12 +300,13 @@ class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
         dataset_kwargs: dict[str, Any] | None = None,
         cache: EmbeddingCache | None = None,
         info_iou: InfoIou = "full",
+        max_prompts: int | None = None,
     ) -> None:
         self._check_arguments(grid=grid, max_clicks=max_clicks, reward=reward, label_mode=label_mode,
                               init_prompts=init_prompts, target_iou=target_iou, render_mode=render_mode,
                               action_mode=action_mode, state_pool=state_pool, mask_obs_size=mask_obs_size,
                               multimask=multimask, info_iou=info_iou, backend_kwargs=backend_kwargs,
-                              dataset_kwargs=dataset_kwargs, cache=cache)
+                              dataset_kwargs=dataset_kwargs, cache=cache, max_prompts=max_prompts)
         self.dataset = make_dataset(dataset, **(dataset_kwargs or {}))
         if len(self.dataset) == 0:
             raise ValueError(f"Expected a non-empty dataset, got {self.dataset!r} with no sample")
@@ -410,13 +339,15 @@ class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
         self.info_iou: InfoIou = info_iou
         c, eh, ew = self.backend.embedding_shape
         if state_pool == "grid":
-            self._pool_hw: tuple[int, int] | None = (self.rows, self.cols)
+            self.pool_hw: tuple[int, int] | None = (self.rows, self.cols)
         elif state_pool == "full":
-            self._pool_hw = None
+            self.pool_hw = None
         else:
-            self._pool_hw = (int(state_pool), int(state_pool))
-        self.state_shape: tuple[int, int, int] = (c, *(self._pool_hw or (eh, ew)))
-        self.max_prompts = self.max_clicks + MAX_INIT_PROMPTS
+            self.pool_hw = (int(state_pool), int(state_pool))
+        self.state_shape: tuple[int, int, int] = (c, *(self.pool_hw or (eh, ew)))
+        self.max_init_prompts = MAX_INIT_PROMPTS
+        needed = self.max_clicks + MAX_INIT_PROMPTS
+        self.max_prompts = max(DEFAULT_MAX_PROMPTS, needed) if max_prompts is None else int(max_prompts)
 
         if action_mode == "patch":
             self.action_space: spaces.Space = spaces.Discrete(self.n_cells)
@@ -434,17 +365,19 @@ class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
                 "clicked": spaces.Box(0.0, 1.0, shape=(self.n_cells,), dtype=np.float32),
             }
         )
-        self._empty_clicks = np.tile(np.array([0.0, 0.0, -1.0], dtype=np.float32), (self.max_prompts, 1))
-        self._episode: _Episode | None = None
+        #: The batched episode state this env's episode is a row of (its own ``N = 1`` core, or a
+        #: vector env's, see :meth:`attach`), and that row.
+        self._core = EpisodeCore(self, 1)
+        self._row = 0
         #: What ``finish_reset`` / ``finish_step`` will commit: the new episode, or the click.
-        self._pending: _Episode | _PendingStep | None = None
+        self._pending: NewEpisode | Clicks | None = None
 
     # ------------------------------------------------------------------ validation
     @staticmethod
     def _check_arguments(*, grid: Any, max_clicks: Any, reward: Any, label_mode: Any, init_prompts: Any,
                          target_iou: Any, render_mode: Any, action_mode: Any, state_pool: Any,
                          mask_obs_size: Any, multimask: Any, info_iou: Any, backend_kwargs: Any,
-                         dataset_kwargs: Any, cache: Any) -> None:
+                         dataset_kwargs: Any, cache: Any, max_prompts: Any) -> None:
         if (not isinstance(grid, (tuple, list)) or len(grid) != 2
                 or not all(_is_int(g) and g >= 1 for g in grid)):
             raise ValueError(f"Expected grid to be (rows, cols) of positive integers, got {grid!r}")
@@ -476,6 +409,9 @@ class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
                 raise ValueError(f"Expected {name} to be None or a dict of keyword arguments, got {kwargs!r}")
         if cache is not None and not isinstance(cache, EmbeddingCache):
             raise ValueError(f"Expected cache to be None or an EmbeddingCache, got {cache!r}")
+        if max_prompts is not None and not (_is_int(max_prompts) and max_prompts >= max_clicks + MAX_INIT_PROMPTS):
+            raise ValueError(f"Expected max_prompts to be None or an integer >= max_clicks + {MAX_INIT_PROMPTS} "
+                             f"(= {max_clicks + MAX_INIT_PROMPTS}), got {max_prompts!r}")
         if info_iou == "none" and (reward == "iou_gain" or target_iou is not None):
             raise ValueError("Expected info_iou='full' with reward='iou_gain' or target_iou (they need the IoU "
                              f"every step), got info_iou='none', reward={reward!r}, target_iou={target_iou!r}")
@@ -502,7 +438,8 @@ class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
             ValueError: For an action outside :attr:`action_space` (booleans and, in the discrete
                 modes, non-integers included).
         """
-        self._parse_action(self._live_episode(), action)
+        self._check_live()
+        self.parse_action(self._core.state.grids[self._row], action)  # type: ignore[arg-type]
 
     def _reset_index(self, seed: Any, options: Any) -> int | None:
         """Check ``reset``'s arguments; return ``options["index"]`` as an int, or ``None`` when absent."""
@@ -559,40 +496,33 @@ class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
         Returns:
             The decoder call the initial prompts need, or ``None`` without initial prompts.
         """
+        episode = self.draw_episode(seed=seed, options=options)
+        self._pending = episode
+        return self._core.start_requests([episode])[0]
+
+    def draw_episode(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> NewEpisode:
+        """Seed ``np_random`` (when ``seed`` is given) and draw a new episode from it (:meth:`prepare_reset`'s work).
+
+        Raises:
+            ValueError: For arguments that :meth:`check_reset` refuses (then nothing changed).
+        """
         index = self._reset_index(seed, options)
         super().reset(seed=None if seed is None else int(seed))
         if index is None:
             index = int(self.np_random.integers(len(self.dataset)))
         sample = check_sample(self.dataset[index], where=f"{self.dataset.name}[{index}]")
         height, width = sample.target.shape
-        episode = _Episode(sample=sample, index=index, grid=PatchGrid(self.rows, self.cols, height, width),
-                           embedding=self.cache.get(sample.image),
-                           clicked_cells=np.zeros(self.n_cells, dtype=bool))
-        for x, y, label in self._initial_prompts(episode):
-            episode.points.append((x, y))
-            episode.labels.append(label)
-        episode.n_init = len(episode.points)
-        self._pending = episode
-        return self._request(episode) if episode.points else None
+        grid = PatchGrid(self.rows, self.cols, height, width)
+        embedding = self.cache.get(sample.image)
+        prompts = self._initial_prompts(sample, grid, embedding, index)
+        return NewEpisode(sample=sample, index=index, grid=grid, embedding=embedding, prompts=prompts)
 
     def finish_reset(self, prediction: Prediction | None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """Second half of :meth:`reset`, given the prediction for :meth:`prepare_reset`'s request."""
-        episode = self._take_pending(_Episode, "reset")
-        self._episode = episode
-        if prediction is not None:
-            self._apply(episode, prediction)
-        sample = episode.sample
-        info: dict[str, Any] = {
-            "image_id": sample.image_id,
-            "instance_id": sample.instance_id,
-            "class_id": sample.class_id,
-            "index": episode.index,
-            "image_size": (episode.grid.height, episode.grid.width),
-            "backend": self.backend.name,
-        }
-        if self.info_iou == "full":
-            info["iou"] = episode.iou
-        return self._observation(episode), info
+        episode = self._take_pending(NewEpisode, "reset")
+        rows = np.array([self._row])
+        (info,) = self._core.finish_start(rows, [episode], [prediction])
+        return self._single(self._core.observe(rows)), info
 
     def prepare_step(self, action: Any) -> DecodeRequest | None:
         """First half of :meth:`step`: check and map the action and label the click.
@@ -604,64 +534,19 @@ class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
         Returns:
             The decoder call the click needs, or ``None`` for a repeated click (not decoded).
         """
-        episode = self._live_episode()
-        x, y, cell, label = self._parse_action(episode, action)
-        pixel = episode.grid.pixel(x, y)
-        if label is None:
-            label = self._label_for(episode, x, y, pixel)
-        if self.action_mode == "point":
-            repeat = pixel in episode.clicked_pixels
-        else:
-            repeat = bool(episode.clicked_cells[cell])
-        self._pending = _PendingStep(x=x, y=y, cell=cell, label=int(label), pixel=pixel, repeat=repeat)
-        if repeat:
-            return None
-        return self._request(episode, (x, y, int(label)))
+        self.check_step(action)
+        clicks, requests = self._core.prepare_clicks(np.array([self._row]), [action])
+        self._pending = clicks
+        return requests[0]
 
     def finish_step(
         self, prediction: Prediction | None
     ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         """Second half of :meth:`step`, given the prediction for :meth:`prepare_step`'s request."""
-        click = self._take_pending(_PendingStep, "step")
-        episode = self._episode
-        assert episode is not None  # prepare_step checked it
-        previous_iou = episode.iou
-        episode.n_clicks += 1
-        if not click.repeat:
-            episode.clicked_cells[click.cell] = True
-            episode.clicked_pixels.add(click.pixel)
-            episode.points.append((click.x, click.y))
-            episode.labels.append(click.label)
-        if prediction is not None:
-            self._apply(episode, prediction)
-        sample = episode.sample
-        on_target = bool(sample.target[click.pixel])
-        if click.repeat:
-            reward = REPEAT_PENALTY
-        elif self.reward_mode == "alignsam":
-            reward = 0.0 if sample.void[click.pixel] else (1.0 if on_target else -1.0)
-        else:
-            reward = float(episode.iou - previous_iou)
-        terminated = self.target_iou is not None and episode.iou >= self.target_iou
-        truncated = not terminated and episode.n_clicks >= self.max_clicks
-        episode.ended = terminated or truncated
-        info: dict[str, Any] = {
-            "iou": episode.iou,
-            "point": (click.x, click.y),
-            "label": click.label,
-            "n_clicks": episode.n_clicks,
-            "repeat": click.repeat,
-            "on_target": on_target,
-            "backend": self.backend.name,
-        }
-        if self.info_iou == "none":
-            if episode.ended:
-                info["iou"] = episode.iou = episode.full_iou()
-            else:
-                del info["iou"]
-        if episode.ended:
-            info["is_success"] = episode.iou >= (self.target_iou or DEFAULT_SUCCESS_IOU)
-        return self._observation(episode), float(reward), bool(terminated), bool(truncated), info
+        clicks = self._take_pending(Clicks, "step")
+        rewards, terminated, truncated, (info,) = self._core.finish_clicks(clicks, [prediction])
+        obs = self._single(self._core.observe(clicks.rows))
+        return obs, float(rewards[0]), bool(terminated[0]), bool(truncated[0]), info
 
     def action_masks(self) -> np.ndarray:
         """Valid actions, ``True`` = allowed (sb3-contrib ``MaskablePPO`` convention).
@@ -675,52 +560,48 @@ class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
         """
         if self.action_mode == "point":
             raise ValueError("Expected a discrete action_mode for action_masks(), got 'point' (continuous)")
-        episode = self._episode
-        valid = ~episode.clicked_cells if episode is not None else np.ones(self.n_cells, dtype=bool)
-        if self.action_mode == "patch_label":
-            return np.concatenate([valid, np.ones(2, dtype=bool)])
-        return valid.copy()
+        return self._core.action_masks(np.array([self._row]))[0]
 
     def episode_view(self) -> EpisodeView:
         """Return the current episode's full state (see :class:`EpisodeView`; ground truth included)."""
-        if self._episode is None:
+        if not self._core.state.live[self._row]:
             raise RuntimeError("Call reset() before episode_view()")
-        return self._view(self._episode)
+        return self._core.view(self._row)
 
     def render(self) -> np.ndarray | None:
         """Return the image with the mask overlaid (blue) and the clicks (green +, red -) in ``rgb_array`` mode."""
         if self.render_mode is None:
             gym.logger.warn("render() called without a render_mode; pass render_mode='rgb_array' at creation")
             return None
-        episode = self._episode
-        if episode is None:
+        if not self._core.state.live[self._row]:
             raise RuntimeError("Call reset() before render()")
         from sam_gym.render import draw_episode
 
-        return draw_episode(episode.sample.image, episode.mask(), np.asarray(episode.points).reshape(-1, 2),
-                            np.asarray(episode.labels), n_init=episode.n_init)
+        view = self._core.view(self._row, fresh_iou=False)
+        return draw_episode(view.sample.image, view.mask, view.points, view.labels, n_init=view.n_init)
+
+    def attach(self, core: EpisodeCore, row: int) -> None:
+        """Make this env's episode row ``row`` of ``core`` (a vector env's), whose settings must be this env's.
+
+        The vector env's sub-envs are attached to its core: ``env.step`` on a sub-env steps its row,
+        ``episode_view`` and ``action_masks`` read it.
+        """
+        self._core, self._row = core, int(row)
+        self._pending = None
 
     # ------------------------------------------------------------------ internals
-    def _live_episode(self) -> _Episode:
-        """The current episode, if it can take a click; else the ``RuntimeError`` that says to reset."""
-        episode = self._episode
-        if episode is None:
-            raise RuntimeError("Call reset() before step()")
-        if episode.ended:
-            if episode.n_clicks >= self.max_clicks:
-                raise RuntimeError(f"The episode ended after {self.max_clicks} clicks; call reset() before step()")
-            raise RuntimeError(f"The episode terminated (its IoU reached target_iou={self.target_iou}); "
-                               "call reset() before step()")
-        return episode
+    def _check_live(self) -> None:
+        error = self._core.live_error(self._row)
+        if error is not None:
+            raise error
 
-    def _parse_action(self, episode: _Episode, action: Any) -> tuple[float, float, int, int | None]:
+    def parse_action(self, grid: PatchGrid, action: Any) -> tuple[float, float, int, int | None]:
         """Map an action to ``(x, y, cell, label or None)`` through the episode's patch grid.
 
         Raises:
             ValueError: For an action outside :attr:`action_space`. Booleans are refused, and so
                 are non-integers in the discrete modes (a float patch index is not cast).
         """
-        grid = episode.grid
         if self.action_mode == "patch":
             value = action.item() if isinstance(action, np.ndarray) and action.shape == () else action
             if not (_is_int(value) and 0 <= value < self.n_cells):
@@ -745,18 +626,15 @@ class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
         x, y = grid.normalized_to_point(u, v)
         return x, y, grid.point_to_cell(x, y), int(lab >= 0.5)
 
-    def _label_for(self, episode: _Episode, x: float, y: float, pixel: tuple[int, int]) -> int:
-        if self.label_mode == "oracle":
-            return int(episode.sample.target[pixel])
-        if self.label_mode == "positive":
-            return 1
-        label = self.label_mode(self._view(episode), (x, y))  # type: ignore[operator]
+    def label_from_hook(self, view: EpisodeView, point: tuple[float, float]) -> int:
+        """The ``label_mode`` callable's label of the ``(x, y)`` click, checked."""
+        label = self.label_mode(view, point)  # type: ignore[operator]
         if label not in (0, 1):
             raise ValueError(f"Expected the label_mode callable to return 0 or 1, got {label!r}")
         return int(label)
 
-    def _initial_prompts(self, episode: _Episode) -> list[tuple[float, float, int]]:
-        sample = episode.sample
+    def _initial_prompts(self, sample: Sample, grid: PatchGrid, embedding: Embedding,
+                         index: int) -> list[tuple[float, float, int]]:
         if self.init_prompts == "none":
             return []
         if self.init_prompts == "gt_pair":
@@ -766,8 +644,12 @@ class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
                 k = int(self.np_random.integers(rows.size))
                 prompts.append((cols[k] + 0.5, rows[k] + 0.5, label))
             return prompts
-        placed = [tuple(p) for p in self.init_prompts(self._view(episode))]  # type: ignore[operator]
         height, width = sample.target.shape
+        view = EpisodeView(sample=sample, embedding=embedding, backend=self.backend, grid=grid,
+                           points=np.zeros((0, 2), dtype=np.float32), labels=np.zeros(0, dtype=np.int64), n_init=0,
+                           n_clicks=0, max_clicks=self.max_clicks, prediction=None, mask_logits=None,
+                           mask=np.zeros((height, width), dtype=bool), iou=0.0, np_random=self.np_random)
+        placed = [tuple(p) for p in self.init_prompts(view)]  # type: ignore[operator]
         if len(placed) > MAX_INIT_PROMPTS or any(
             len(p) != 3 or p[2] not in (0, 1) or not (0 <= p[0] <= width and 0 <= p[1] <= height) for p in placed
         ):
@@ -775,16 +657,7 @@ class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
                              f"(x, y, label) prompts inside the {width}x{height} image, label 0/1, got {placed!r}")
         return [(float(x), float(y), int(lab)) for x, y, lab in placed]
 
-    def _request(self, episode: _Episode, click: tuple[float, float, int] | None = None) -> DecodeRequest:
-        """The decoder call for the episode's prompts (and ``click``), the previous logits fed back as mask input."""
-        points, labels = episode.points, episode.labels
-        if click is not None:
-            points, labels = [*points, click[:2]], [*labels, click[2]]
-        multimask = len(points) == 1 if self.multimask == "auto" else bool(self.multimask)
-        return DecodeRequest(episode.embedding, np.asarray(points, dtype=np.float32),
-                             np.asarray(labels, dtype=np.int64), episode.logits, multimask)
-
-    def _take_pending(self, kind: type[_P], name: str) -> _P:
+    def _take_pending(self, kind: type[Any], name: str) -> Any:
         """Check that ``finish_<name>`` follows ``prepare_<name>`` and return what it prepared."""
         pending = self._pending
         if not isinstance(pending, kind):
@@ -792,32 +665,10 @@ class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
         self._pending = None
         return pending
 
-    def _apply(self, episode: _Episode, prediction: Prediction) -> None:
-        """Make ``prediction`` the episode's current mask (and its IoU, with ``info_iou="full"``)."""
-        episode.prediction = prediction
-        episode.logits = prediction.logits(prediction.best)
-        if self.info_iou == "full":
-            episode.iou = episode.full_iou()
-
-    def _view(self, episode: _Episode) -> EpisodeView:
-        return episode.view(backend=self.backend, max_clicks=self.max_clicks, np_random=self.np_random,
-                            fresh_iou=self.info_iou == "none")
-
-    def _observation(self, episode: _Episode) -> dict[str, np.ndarray]:
-        state, mask = self.backend.observe(episode.embedding, episode.logits, self._pool_hw,
-                                           (self.mask_obs_size, self.mask_obs_size))
-        clicks = self._empty_clicks.copy()
-        if episode.points:
-            pts = np.asarray(episode.points, dtype=np.float32)
-            clicks[: len(pts), 0] = np.clip(pts[:, 0] / episode.grid.width, 0.0, 1.0)
-            clicks[: len(pts), 1] = np.clip(pts[:, 1] / episode.grid.height, 0.0, 1.0)
-            clicks[: len(pts), 2] = episode.labels
-        return {
-            "state": np.clip(state, -STATE_BOUND, STATE_BOUND, dtype=np.float32).reshape(-1),
-            "mask": np.round(np.clip(mask, 0.0, 1.0) * 255).astype(np.uint8)[None],
-            "clicks": clicks.reshape(-1),
-            "clicked": episode.clicked_cells.astype(np.float32),
-        }
+    @staticmethod
+    def _single(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Row 0 of a one-row observation batch."""
+        return {key: value[0] for key, value in batch.items()}
 
     def __repr__(self) -> str:
         return (f"SamPromptEnv(dataset={self.dataset.name!r}, backend={self.backend.description!r}, "

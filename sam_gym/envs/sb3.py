@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
-from sam_gym.envs.vector_env import Obs, SamPromptVectorEnv, stack_observations
+from sam_gym.envs.vector_env import Obs, SamPromptVectorEnv
 
 try:
     from stable_baselines3.common.env_util import is_wrapped
@@ -30,8 +30,9 @@ class SB3VecEnv(VecEnv):
     ``infos[i]["terminal_observation"]`` and ``infos[i]["TimeLimit.truncated"]`` says whether the
     episode was cut by the click budget; ``reset_infos[i]`` holds the new episode's reset info.
     ``env_method("action_masks")`` and ``get_attr`` reach the sub-envs, so sb3-contrib's
-    ``MaskablePPO`` finds the masks. The decoder is still called once per step for all sub-envs
-    (plus one batched call for the resets on steps where an episode ends).
+    ``MaskablePPO`` finds the masks (``env_method("action_masks")`` for all sub-envs reads them in
+    one array operation, :meth:`action_masks` returns them as one array). The decoder is called once
+    per step for all sub-envs (plus one batched call for the resets on steps where an episode ends).
 
     Args:
         venv: The vector env, built with ``autoreset_mode="same_step"``.
@@ -52,7 +53,7 @@ class SB3VecEnv(VecEnv):
         self.reset_infos = [dict(info) for info in self.venv.infos_per_env]
         self._reset_seeds()
         self._reset_options()
-        return stack_observations(obs)
+        return obs
 
     def step_async(self, actions: np.ndarray) -> None:
         """Store the actions for :meth:`step_wait`."""
@@ -88,8 +89,14 @@ class SB3VecEnv(VecEnv):
         for i in self._get_indices(indices):
             setattr(self.envs[i], attr_name, value)
 
+    def action_masks(self) -> np.ndarray:
+        """``(num_envs, n_actions)`` bool valid actions of all sub-envs (``True`` = allowed)."""
+        return self.venv.action_masks()
+
     def env_method(self, method_name: str, *method_args: Any, indices: Any = None, **method_kwargs: Any) -> list[Any]:
-        """Call ``method_name`` on the sub-envs ``indices`` (e.g. ``"action_masks"``)."""
+        """Call ``method_name`` on the sub-envs ``indices`` (e.g. ``"action_masks"``, read for all in one operation)."""
+        if method_name == "action_masks" and indices is None and not method_args and not method_kwargs:
+            return list(self.venv.action_masks())
         return [getattr(self.envs[i], method_name)(*method_args, **method_kwargs) for i in self._get_indices(indices)]
 
     def env_is_wrapped(self, wrapper_class: type, indices: Any = None) -> list[bool]:

@@ -1,15 +1,16 @@
 """``SamPrompt-v0`` batched: one decoder call for all sub-envs per step.
 
 :class:`SamPromptVectorEnv` is a Gymnasium :class:`~gymnasium.vector.VectorEnv` over ``num_envs``
-:class:`~sam_gym.envs.prompt_env.SamPromptEnv` sub-envs that share one dataset, one backend and one
-embedding cache. Each sub-env keeps owning its episode (click budget, the action -> point mapping of
-:class:`~sam_gym.grid.PatchGrid`, labels, reward); the vector env only takes the decoder call out of
-every sub-env's step (:meth:`SamPromptEnv.prepare_step` / :meth:`SamPromptEnv.finish_step`) and runs
-all of them as one ``backend.decode_batch(...)`` call. With a SAM backend on CUDA that is one batched
-mask-decoder call over the stacked per-env embeddings, prompts and previous logits on the backend's
-device (grouped by prompt count, see :meth:`sam_gym.backends.sam.SamBackend.decode_batch`; on the CPU
-calls of ``decoder_batch`` prompts, for the reason measured in ``docs/benchmarks.md``); other
-backends loop over ``decode``. Results are those of ``num_envs`` single envs seeded ``seed + i``.
+sub-envs that share one dataset, one backend and one embedding cache. Their episodes are the rows
+of one :class:`~sam_gym.envs.core.EpisodeCore` (the single env is its ``N = 1`` case): a step maps,
+labels, rewards and masks the clicks of all sub-envs in array operations, runs one
+``backend.decode_batch(...)`` call for all of them and builds the observation batch with one
+``backend.observe_batch(...)`` call. With a SAM backend on CUDA that is one batched mask-decoder call
+over the stacked per-env embeddings, prompts and previous logits on the backend's device (grouped
+by prompt count, see :meth:`sam_gym.backends.sam.SamBackend.decode_batch`; on the CPU calls of
+``decoder_batch`` prompts, for the reason measured in ``docs/benchmarks.md``); other backends loop
+over ``decode``. Each sub-env (``envs[i]``, a ``SamPromptEnv``) is a view of its row and owns its
+random generator. Results are those of ``num_envs`` single envs seeded ``seed + i``.
 
 The Stable-Baselines3 ``VecEnv`` adapter is in :mod:`sam_gym.envs.sb3` (it imports SB3).
 
@@ -29,6 +30,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from sam_gym.backends.base import Prediction
+from sam_gym.envs.core import EpisodeCore
 from sam_gym.envs.prompt_env import DecodeRequest, SamPromptEnv
 
 __all__ = ["SamPromptVectorEnv"]
@@ -104,6 +106,12 @@ class SamPromptVectorEnv(VectorEnv):
             SamPromptEnv(dataset=first.dataset, cache=first.cache, **per_env) for _ in range(int(num_envs) - 1)
         ]
         self.num_envs = int(num_envs)
+        #: The batched state of all sub-envs; sub-env ``i`` is row ``i`` (its methods read and step that row).
+        self.core = EpisodeCore(first, self.num_envs)
+        self.core.owners = list(self.envs)
+        for i, env in enumerate(self.envs):
+            env.attach(self.core, i)
+        self._all = np.arange(self.num_envs)
         self.backend = first.backend
         self.metadata = {**type(self).metadata, "autoreset_mode": self.autoreset_mode}
         self.render_mode = first.render_mode
@@ -128,13 +136,13 @@ class SamPromptVectorEnv(VectorEnv):
         Raises:
             ValueError: For a bad seed or options, before any sub-env is reset.
         """
-        obs = self.reset_envs(range(self.num_envs), self._seeds(seed), [options] * self.num_envs)
+        obs = self.reset_envs(self._all, self._seeds(seed), [options] * self.num_envs)
         if seed is not None:
             # The sub-envs own the randomness; the vector env draws nothing. Gymnasium's
             # VectorEnv.reset would seed its own generator from ``seed`` (which may be a list here):
             # drop it instead, so that no generator from before the seeding survives it.
             self._np_random, self._np_random_seed = None, None
-        return stack_observations(obs), self._vector_info(self.infos_per_env)
+        return obs, self._vector_info(self.infos_per_env)
 
     def step(self, actions: Any) -> tuple[Obs, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """Step every sub-env with one batched decoder call (see the class docstring for autoreset).
@@ -148,47 +156,75 @@ class SamPromptVectorEnv(VectorEnv):
             RuntimeError: Before :meth:`reset`, or when a sub-env's episode ended without an autoreset
                 (it was stepped on its own).
         """
-        actions = self._split_actions(actions)
-        for i, env in enumerate(self.envs):
-            if not self._autoreset[i]:  # an autoresetting sub-env ignores its action
+        core, n = self.core, self.num_envs
+        stepping = np.flatnonzero(~self._autoreset)  # an autoresetting sub-env ignores its action
+        cells = core.fast_cells(actions, n)
+        split: list[Any] | None = None
+        if cells is None:
+            split = self._split_actions(actions)
+            for i in stepping.tolist():
                 with _naming_sub_env(i):
-                    env.check_step(actions[i])
-        n = self.num_envs
+                    self.envs[i].check_step(split[i])
+        else:
+            refused = ~core.state.live[stepping] | core.state.ended[stepping]
+            if refused.any():
+                i = int(stepping[np.argmax(refused)])
+                with _naming_sub_env(i):
+                    raise core.live_error(i)  # type: ignore[misc]
+        resetting = np.flatnonzero(self._autoreset)
+        new = [self.envs[i].draw_episode() for i in resetting.tolist()]
+        requests: list[DecodeRequest | None] = [None] * n
+        for i, request in zip(resetting.tolist(), core.start_requests(new), strict=True):
+            requests[i] = request
+        clicks = None
+        if len(stepping):
+            clicks, step_requests = core.prepare_clicks(
+                stepping, None if split is None else [split[i] for i in stepping.tolist()],
+                cells=None if cells is None else cells[stepping])
+            for i, request in zip(stepping.tolist(), step_requests, strict=True):
+                requests[i] = request
+        predictions = self.decode(requests)
         rewards = np.zeros(n, dtype=np.float64)
         terminations = np.zeros(n, dtype=bool)
         truncations = np.zeros(n, dtype=bool)
-        requests: list[DecodeRequest | None] = []
-        for i, env in enumerate(self.envs):
-            requests.append(env.prepare_reset() if self._autoreset[i] else env.prepare_step(actions[i]))
-        predictions = self.decode(requests)
-        obs: list[Obs] = []
-        for i, env in enumerate(self.envs):
-            if self._autoreset[i]:
-                o, self.infos_per_env[i] = env.finish_reset(predictions[i])
-            else:
-                o, rewards[i], terminations[i], truncations[i], self.infos_per_env[i] = env.finish_step(predictions[i])
-            obs.append(o)
+        if len(resetting):
+            infos = core.finish_start(resetting, new, [predictions[i] for i in resetting.tolist()])
+            for i, info in zip(resetting.tolist(), infos, strict=True):
+                self.infos_per_env[i] = info
+        if clicks is not None:
+            rewards[stepping], terminations[stepping], truncations[stepping], infos = core.finish_clicks(
+                clicks, [predictions[i] for i in stepping.tolist()])
+            for i, info in zip(stepping.tolist(), infos, strict=True):
+                self.infos_per_env[i] = info
+        obs = core.observe(self._all)
         self.final = [None] * n
         done = terminations | truncations
         if self.autoreset_mode == AutoresetMode.NEXT_STEP:
             self._autoreset = done
         elif done.any():
-            indices = np.flatnonzero(done).tolist()
-            for i in indices:
-                self.final[i] = (obs[i], self.infos_per_env[i])
+            indices = np.flatnonzero(done)
+            for i in indices.tolist():
+                self.final[i] = ({key: value[i].copy() for key, value in obs.items()}, self.infos_per_env[i])
             nones: list[Any] = [None] * len(indices)
-            for i, o in zip(indices, self.reset_envs(indices, nones, nones), strict=True):
-                obs[i] = o
-        infos = self._vector_info(self.infos_per_env)
+            first = self.reset_envs(indices, nones, nones)
+            for key in obs:
+                obs[key][indices] = first[key]
+        vector_info = self._vector_info(self.infos_per_env)
         if self.autoreset_mode == AutoresetMode.SAME_STEP and done.any():
             for i in np.flatnonzero(done).tolist():
                 final_obs, final_info = self.final[i]  # type: ignore[misc]
-                infos = self._add_info(infos, {"final_obs": final_obs, "final_info": final_info}, i)
-        return stack_observations(obs), rewards, terminations, truncations, infos
+                vector_info = self._add_info(vector_info, {"final_obs": final_obs, "final_info": final_info}, i)
+        return obs, rewards, terminations, truncations, vector_info
 
     def action_masks(self) -> np.ndarray:
-        """``(num_envs, n_actions)`` bool valid actions, row ``i`` = ``envs[i].action_masks()``."""
-        return np.stack([env.action_masks() for env in self.envs])
+        """``(num_envs, n_actions)`` bool valid actions, row ``i`` = ``envs[i].action_masks()`` (one array operation).
+
+        Raises:
+            ValueError: In ``"point"`` mode, which has no discrete actions to mask.
+        """
+        if self.single_action_space.shape == (3,) and self.envs[0].action_mode == "point":
+            return self.envs[0].action_masks()  # raises the single env's error
+        return self.core.action_masks(self._all)
 
     def render(self) -> tuple[np.ndarray | None, ...] | None:
         """Each sub-env's ``render()`` (``rgb_array`` mode), as a tuple."""
@@ -228,8 +264,8 @@ class SamPromptVectorEnv(VectorEnv):
 
     def reset_envs(
         self, indices: Iterable[int], seeds: Sequence[int | None], options: Sequence[dict[str, Any] | None]
-    ) -> list[Obs]:
-        """Reset the sub-envs ``indices`` with one batched decode; return their first observations.
+    ) -> Obs:
+        """Reset the sub-envs ``indices`` with one batched decode; return their first observations, batched.
 
         Every seed and options dict is checked (:meth:`SamPromptEnv.check_reset`) before the first
         sub-env is reset. Their reset infos go to :attr:`infos_per_env`; they no longer autoreset.
@@ -239,25 +275,27 @@ class SamPromptVectorEnv(VectorEnv):
             seeds: One seed (or ``None``) per index.
             options: One options dict (or ``None``) per index.
 
+        Returns:
+            The observations of ``indices``, along a leading axis in their order.
+
         Raises:
             ValueError: For a bad seed or options, before any sub-env is reset.
         """
-        indices = list(indices)
+        rows = np.asarray(list(indices), dtype=np.int64).reshape(-1)
         seeds, options = list(seeds), list(options)
-        if not len(seeds) == len(options) == len(indices):
-            raise ValueError(f"Expected one seed and one options entry per index ({len(indices)}), "
+        if not len(seeds) == len(options) == len(rows):
+            raise ValueError(f"Expected one seed and one options entry per index ({len(rows)}), "
                              f"got {len(seeds)} seeds and {len(options)} options")
-        for i, s, o in zip(indices, seeds, options, strict=True):
+        for i, s, o in zip(rows.tolist(), seeds, options, strict=True):
             with _naming_sub_env(i):
                 self.envs[i].check_reset(seed=s, options=o)
-        requests = [self.envs[i].prepare_reset(seed=s, options=o)
-                    for i, s, o in zip(indices, seeds, options, strict=True)]
-        obs = []
-        for i, prediction in zip(indices, self.decode(requests), strict=True):
-            o, self.infos_per_env[i] = self.envs[i].finish_reset(prediction)
-            self._autoreset[i] = False
-            obs.append(o)
-        return obs
+        new = [self.envs[i].draw_episode(seed=s, options=o) for i, s, o in zip(rows.tolist(), seeds, options,
+                                                                                strict=True)]
+        infos = self.core.finish_start(rows, new, self.decode(self.core.start_requests(new)))
+        for i, info in zip(rows.tolist(), infos, strict=True):
+            self.infos_per_env[i] = info
+        self._autoreset[rows] = False
+        return self.core.observe(rows)
 
     # ------------------------------------------------------------------ helpers
     def _seeds(self, seed: Any) -> list[Any]:
@@ -299,8 +337,3 @@ def _naming_sub_env(index: int) -> Iterator[None]:
         yield
     except (ValueError, RuntimeError) as exc:
         raise type(exc)(f"{exc} (sub-env {index}; no sub-env was changed)") from exc
-
-
-def stack_observations(obs: Sequence[Obs]) -> Obs:
-    """Batch single observations along a new leading axis (fresh arrays)."""
-    return {key: np.stack([o[key] for o in obs]) for key in obs[0]}
