@@ -272,7 +272,7 @@ class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
       task is ``dataset="synthetic-shapes"``. On the old default the ``gt_pair`` initial prompts
       alone gave a mean IoU of 0.97 and a random policy ``is_success`` 1.0 (50 seeds), so success
       rates said nothing about the clicks.
-    * v0 in 0.3.0: ``clicks`` has ``max_prompts`` rows (default 22) instead of ``max_clicks + 2``,
+    * v0 in 0.2.0, too: ``clicks`` has ``max_prompts`` rows (default 22) instead of ``max_clicks + 2``,
       so one model serves any click budget up to 20; ``max_prompts=max_clicks + 2`` gives the old
       size.
     """
