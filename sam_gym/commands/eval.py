@@ -41,6 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "skip them with a warning and list them in results.json, or stop (default: %(default)s)")
     add_backend_arguments(parser)
     parser.add_argument("--max-clicks", type=int, default=20, help="click budget per episode (default: %(default)s)")
+    parser.add_argument("--target-iou", type=float, default=None, metavar="T",
+                        help="end every episode once its IoU reaches T (NoC protocol; e.g. 0.85 with 20 clicks, 0.90 "
+                             "with 30). Default: no early stop, except for policies that need one (clicker-tta stops "
+                             "at 0.85)")
     parser.add_argument("--episodes", type=int, default=None,
                         help="use the first N samples of the dataset (default: all)")
     parser.add_argument("--seeds", default="0", help="comma-separated reset seeds, each sample runs once per seed "
@@ -75,12 +79,16 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def build_policies(specs: Sequence[str]) -> dict[str, Any]:
+def build_policies(specs: Sequence[str], target_iou: float | None = None) -> dict[str, Any]:
     """Build each policy spec with :func:`sam_gym.policies.make_policy`, keyed by its spec.
 
+    A policy whose own ``env_kwargs`` set ``target_iou`` (``clicker-tta``: the paper stops at the
+    target IoU) keeps that default unless ``target_iou`` (``--target-iou``) is given; then it is
+    built with ``target_iou=`` that value, so that its episodes stop where every other policy's do.
+
     Raises:
-        ValueError: On a repeated spec, an unknown name, or a registered policy whose module is not
-            importable.
+        ValueError: On a repeated spec, an unknown name, a registered policy whose module is not
+            importable, or a policy that sets its own ``target_iou`` and cannot take another one.
     """
     from sam_gym.policies import POLICIES, make_policy
 
@@ -89,11 +97,19 @@ def build_policies(specs: Sequence[str]) -> dict[str, Any]:
     policies = {}
     for spec in specs:
         try:
-            policies[spec] = make_policy(spec)
+            policy = make_policy(spec)
+            own = dict(getattr(policy, "env_kwargs", None) or {})
+            if target_iou is not None and own.get("target_iou", target_iou) != target_iou:
+                try:
+                    policy = make_policy(spec, target_iou=target_iou)
+                except TypeError as exc:
+                    raise ValueError(f"Expected policy {spec!r}, which stops at target_iou={own['target_iou']}, to "
+                                     f"take target_iou={target_iou} (--target-iou), got: {exc}") from exc
         except ImportError as exc:
             if spec.partition(":")[0] not in POLICIES:
                 raise
             raise ValueError(f"Policy {spec!r} is registered but could not be imported ({exc})") from exc
+        policies[spec] = policy
     return policies
 
 
@@ -112,6 +128,8 @@ class EvalSettings:
         on_error: ``"skip"``: unusable samples are left out with one warning each and listed under
             ``skipped`` in the results; ``"raise"``: the first one stops the evaluation before any
             episode (see :func:`sam_gym.evaluation.prepare_episodes`).
+        target_iou: End every episode once its IoU reaches it (``None``: at the click budget only,
+            unless a policy's own ``env_kwargs`` set it).
     """
 
     max_clicks: int
@@ -122,6 +140,7 @@ class EvalSettings:
     task_metrics: bool = False
     command: str = ""
     on_error: str = "skip"
+    target_iou: float | None = None
 
 
 def evaluate(policies: dict[str, Any], dataset: Any, backend: Any, settings: EvalSettings, out: str | Path,
@@ -141,6 +160,10 @@ def evaluate(policies: dict[str, Any], dataset: Any, backend: Any, settings: Eva
         The results dict (also in ``out/results.json``), with ``skipped``: ``{"file", "reason",
         "index"}`` of every sample left out (``index`` is ``None`` for files the dataset dropped when
         it was built).
+
+    Raises:
+        ValueError: Before any image is encoded, if a policy's ``check_backend(backend)`` refuses
+            the backend (``clicker-tta`` needs a float32 SAM backend).
     """
     from tqdm import tqdm
 
@@ -148,6 +171,10 @@ def evaluate(policies: dict[str, Any], dataset: Any, backend: Any, settings: Eva
     from sam_gym.evaluation import compare_policies, prepare_episodes
     from sam_gym.reporting import build_results, plot_iou_vs_clicks, save_episode_strips, write_results
 
+    for policy in policies.values():  # fail before any image is encoded (e.g. clicker-tta on a non-SAM backend)
+        check_backend = getattr(policy, "check_backend", None)
+        if check_backend is not None:
+            check_backend(backend)
     out = Path(out)
     n_images = len(settings.indices)
     cache = EmbeddingCache(backend, cache_dir=cache_dir, max_items=max(64, min(n_images, 1024)))
@@ -165,7 +192,8 @@ def evaluate(policies: dict[str, Any], dataset: Any, backend: Any, settings: Eva
         start = time.perf_counter()
         runs = compare_policies(policies, dataset, cache, max_clicks=settings.max_clicks, grid=settings.grid,
                                 indices=indices, seeds=settings.seeds, record_masks=settings.save_episodes,
-                                task_metrics=settings.task_metrics, progress=progress)
+                                task_metrics=settings.task_metrics, progress=progress,
+                                env_kwargs=None if settings.target_iou is None else {"target_iou": settings.target_iou})
         elapsed = time.perf_counter() - start
     results = build_results(runs, backend=backend, dataset=str(dataset.name), max_clicks=settings.max_clicks,
                             command=settings.command,
@@ -208,6 +236,8 @@ def _command_line(args: argparse.Namespace) -> str:
             argv += [flag, str(value)]
     if args.half:
         argv.append("--half")
+    if args.target_iou is not None:
+        argv += ["--target-iou", str(args.target_iou)]
     argv += ["--max-clicks", str(args.max_clicks), "--seeds", args.seeds, "--grid", args.grid,
              "--save-episodes", str(args.save_episodes), "--task-metrics", args.task_metrics,
              "--on-error", args.on_error, "--out", str(args.out)]
@@ -225,14 +255,16 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"Expected --episodes >= 1, got {args.episodes}")
     if args.save_episodes < 0:
         raise ValueError(f"Expected --save-episodes >= 0, got {args.save_episodes}")
-    policies = build_policies(args.policy)
+    if args.target_iou is not None and not 0.0 < args.target_iou <= 1.0:
+        raise ValueError(f"Expected --target-iou in (0, 1], got {args.target_iou}")
+    policies = build_policies(args.policy, target_iou=args.target_iou)
     dataset = dataset_from_args(argparse.Namespace(dataset=args.dataset, image_dir=args.image_dir, void=args.void,
                                                    on_error=args.on_error, limit=args.episodes))
     backend = backend_from_args(args)
     settings = EvalSettings(max_clicks=args.max_clicks, indices=list(range(len(dataset))), seeds=seeds, grid=grid,
                             save_episodes=args.save_episodes,
                             task_metrics=_task_metrics_enabled(args.task_metrics, dataset),
-                            command=_command_line(args), on_error=args.on_error)
+                            command=_command_line(args), on_error=args.on_error, target_iou=args.target_iou)
     results = evaluate(policies, dataset, backend, settings, args.out, cache_dir=args.cache_dir)
     from sam_gym.reporting import results_markdown
 
