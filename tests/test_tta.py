@@ -342,3 +342,21 @@ def test_cli_refuses_a_non_sam_backend_before_encoding(tmp_path: Path, monkeypat
     assert "needs a SAM backend" in capsys.readouterr().err
     assert main([*argv, "--target-iou", "1.5"]) == 2
     assert "Expected --target-iou in (0, 1], got 1.5" in capsys.readouterr().err
+
+
+def test_tta_table_prints_every_row(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "tta_table.py"
+    spec = importlib.util.spec_from_file_location("tta_table", path)
+    assert spec is not None and spec.loader is not None
+    table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table)
+    monkeypatch.setitem(BACKENDS, "tiny_sam", TINY_SAM_ENTRY)
+    monkeypatch.setattr(table, "PROTOCOLS", ((0.85, 2), (0.90, 3)))  # the paper's 20 / 30 clicks, cut short
+    monkeypatch.setattr("sys.argv", ["tta_table.py", "--dataset", "synthetic-shapes", "--limit", "1",
+                                     "--backend", "tiny_sam"])
+    table.main()
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.split()}
+    for name in CONFIGS:
+        assert rows[name].endswith("restored")
