@@ -65,6 +65,8 @@ def _command_line(args: argparse.Namespace) -> str:
     argv = ["sam-gym", "demo", "--dataset", args.dataset, "--backend", args.backend]
     if args.checkpoint:
         argv += ["--checkpoint", str(args.checkpoint)]
+    if args.half:
+        argv.append("--half")
     argv += ["--policies", args.policies, "--n-train", str(args.n_train), "--timesteps", str(args.timesteps),
              "--max-clicks", str(args.max_clicks), "--seeds", args.seeds, "--seed", str(args.seed),
              "--save-episodes", str(args.save_episodes), "--out", str(args.out)]
@@ -78,7 +80,7 @@ def _train_config(args: argparse.Namespace, run_dir: Path) -> Any:
     if args.quick:
         sizes = {k: v for k, v in QUICK.items() if k != "episodes"}
     return TrainConfig(dataset=args.dataset, dataset_kwargs={"n": DATASET_N}, backend=args.backend,
-                       checkpoint=args.checkpoint, seed=args.seed,
+                       checkpoint=args.checkpoint, half=args.half, seed=args.seed,
                        out=str(run_dir), srm="implicit", device=args.device or "auto", progress_bar=True,
                        extra={"command": _command_line(args)}, **sizes)
 
