@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -57,8 +58,10 @@ class EpisodeView:
         max_clicks: The click budget.
         prediction: The last decoder output (``None`` before any prompt).
         mask_logits: The chosen proposal's ``(1, h, w)`` low-res logits (``None`` before any prompt).
-        mask: The current ``(H, W)`` bool mask (all ``False`` before any prompt).
-        iou: IoU of ``mask`` with the target, void excluded.
+        mask: The current ``(H, W)`` bool mask (all ``False`` before any prompt); computed at full
+            resolution on first access, so a hook that reads only ``mask_logits`` never pays for it.
+        iou: IoU of ``mask`` with the target, void excluded (likewise computed on first access
+            unless the env already has it, ``info_iou="full"``).
         np_random: The env's random generator (hooks must draw from it, for reproducibility).
     """
 
@@ -73,9 +76,22 @@ class EpisodeView:
     max_clicks: int
     prediction: Prediction | None
     mask_logits: Any
-    mask: np.ndarray
-    iou: float
     np_random: np.random.Generator
+    known_iou: float | None = field(default=None, repr=False, compare=False)
+
+    @cached_property
+    def mask(self) -> np.ndarray:
+        """The current ``(H, W)`` bool mask, indexed ``[row, col]`` (memoised by the prediction)."""
+        if self.prediction is None:
+            return np.zeros(self.sample.target.shape, dtype=bool)
+        return self.prediction.mask(self.prediction.best)
+
+    @cached_property
+    def iou(self) -> float:
+        """IoU of :attr:`mask` with the target, void excluded."""
+        if self.known_iou is not None:
+            return self.known_iou
+        return 0.0 if self.prediction is None else iou(self.mask, self.sample.target, self.sample.void)
 
 
 @dataclass(frozen=True)
@@ -146,7 +162,7 @@ class _Episode:
 
     def view(self, *, backend: PromptableSegmenter, max_clicks: int, np_random: np.random.Generator,
              fresh_iou: bool) -> EpisodeView:
-        """The episode as an :class:`EpisodeView`; ``fresh_iou`` computes the IoU (``info_iou="none"``)."""
+        """The episode as an :class:`EpisodeView`; ``fresh_iou`` (``info_iou="none"``): the view computes the IoU."""
         return EpisodeView(
             sample=self.sample,
             embedding=self.embedding,
@@ -159,9 +175,8 @@ class _Episode:
             max_clicks=max_clicks,
             prediction=self.prediction,
             mask_logits=self.logits,
-            mask=self.mask(),
-            iou=self.full_iou() if fresh_iou else self.iou,
             np_random=np_random,
+            known_iou=None if fresh_iou else self.iou,
         )
 
 
