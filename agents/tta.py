@@ -69,7 +69,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, cast
 
 import numpy as np
 from scipy import ndimage
@@ -296,7 +296,7 @@ class DecoderAdapter:
         self.backend: Any = backend
         self.lr = float(lr)
         self.per_class = bool(per_class)
-        self.decoder = backend.model.mask_decoder
+        self.decoder = cast(Any, backend).model.mask_decoder  # check_adaptable: a SAM backend
         self.optimizer = torch.optim.Adam(self.decoder.parameters(), lr=self.lr)
         self._original = self.snapshot()
         self._slots: dict[Hashable, tuple[dict[str, Any], dict[str, Any]]] = {}
@@ -530,7 +530,7 @@ class ClickerTTAPolicy(ClickerPolicy):
             ValueError: If the env's backend is not a float32 SAM backend (:meth:`check_backend`), or
                 the env lacks an option of :attr:`env_kwargs` (e.g. another ``target_iou``).
         """
-        backend = getattr(getattr(env, "unwrapped", env), "backend", None)
+        backend: Any = getattr(getattr(env, "unwrapped", env), "backend", None)
         self.check_backend(backend)
         if self.adapter is not None and self.adapter.backend is not backend:
             self.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -243,7 +244,7 @@ def _adam_steps(policy: ClickerTTAPolicy) -> set[int]:
 def test_one_image_level_step_as_the_paper_two_as_an_option(backend: SamBackend, dataset: SyntheticShapes,
                                                              image_steps: int | None) -> None:
     env = _env(backend, dataset, max_clicks=4, target_iou=0.01)
-    kwargs = {} if image_steps is None else {"image_steps": image_steps}
+    kwargs: dict[str, Any] = {} if image_steps is None else {"image_steps": image_steps}
     policy = ClickerTTAPolicy(lr=1e-2, target_iou=0.01, **kwargs)  # R+E+CM
     records = run_episodes(policy, env, [0], seeds=(0,))
     assert len(records[0].ious) < 4  # the image reached the target: its image-level step follows
@@ -291,7 +292,7 @@ def tiny_sam_cli(monkeypatch: pytest.MonkeyPatch) -> dict[str, tuple[float | Non
     seen: dict[str, tuple[float | None, list[list[float]]]] = {}
     real = evaluation.run_episodes
 
-    def spy(policy: object, env: SamPromptEnv, *args: object, **kwargs: object) -> list[evaluation.EpisodeRecord]:
+    def spy(policy: Any, env: Any, *args: Any, **kwargs: Any) -> list[evaluation.EpisodeRecord]:
         records = real(policy, env, *args, **kwargs)
         config = getattr(policy, "config", None)
         key = f"clicker-tta:{config.name}" if config is not None else type(policy).__name__
