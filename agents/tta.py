@@ -1,9 +1,10 @@
 """Test-time adaptation (TTA) of SAM's mask decoder during interactive segmentation.
 
-Re-implements Schön, Prenkaj, Kasneci and Amini, "Adapting the Segment Anything Model during usage
-in novel situations" (CVPR Workshops 2024), following the authors' code in ``Schorob/wseseg``
-(``evaluator.py``, ``run_experiment_series_sam.py``). Only the mask decoder's parameters are
-adapted, with Adam (default learning rate ``1e-6``, the paper's):
+Re-implements Schön, Lorenz, Ludwig and Lienhart (Universität Augsburg), "Adapting the Segment
+Anything Model during usage in novel situations" (CVPR Workshops 2024), following the authors' code
+in ``Schorob/wseseg`` (``evaluator.py``, ``run_experiment_series_sam.py``). Only the mask decoder's
+parameters are adapted, with Adam (default learning rate ``1e-6``, the paper's). The interaction
+stops when the IoU reaches the target (the env's ``target_iou``; default 0.85, NoC20@85):
 
 * **click level** (after every click): the sparse binary cross-entropy of the paper's eq. 2 on the
   clicked pixels, positive clicks with target 1 and negative clicks with target 0, for the
@@ -16,23 +17,29 @@ adapted, with Adam (default learning rate ``1e-6``, the paper's):
 * **image level** (after an image whose target IoU was reached): balanced BCE on a pseudo-label:
   the final result mask, ``untreated`` (``U``) or ``eroded`` (``E``: foreground and background
   each eroded ``k = 5`` times with a 3x3 cross, so that a band around the mask boundary is not
-  used), with the clicked pixels written over it (click mask, ``CM``). This loss is taken on the
-  full-resolution logits (SAM's differentiable ``postprocess_masks``), so that no click vanishes
-  by down-sampling. Two steps are made, as ``wseseg`` (image step plus its "additional" step).
+  used), and/or the clicked pixels (click mask, ``CM``; written over the result mask when both are
+  used). This loss is taken on the full-resolution logits (SAM's differentiable
+  ``postprocess_masks``), so that no click vanishes by down-sampling. One optimisation step, as the
+  paper says (:data:`IMAGE_STEPS`); ``image_steps=2`` is the authors' later code (``wseseg``'s image
+  step plus its "additional" step).
 * **reset** (``R``): the click-level changes are discarded after each image: the decoder's weights
   (and Adam's moments) are restored bit for bit to their state at the image's start *before* the
   image-level step, which persists (``wseseg``'s ``reset_decoder_after_each_image``);
   **continual** (``C``): click-level changes are kept from image to image.
 
-Named configurations (:data:`CONFIGS`, the paper's table rows; ``clicker-tta:NAME``):
+Named configurations (:data:`CONFIGS`, the rows of the paper's table in its order;
+``clicker-tta:NAME``):
 
 ==========  ===========  =======  ===========================================================
 name        click level  reset    image level
 ==========  ===========  =======  ===========================================================
 ``none``    no           --       no (the plain click simulator on SAM)
+``R+E+CM``  yes          yes      eroded result mask + click mask (the paper's full model)
 ``R``       yes          yes      no (weights back to the originals after every image)
 ``C``       yes          no       no (adaptation accumulates over the image stream)
-``R+E+CM``  yes          yes      eroded result mask + click mask (the paper's full model)
+``E``       no           --       eroded result mask
+``CM``      no           --       click mask
+``R+CM``    yes          yes      click mask
 ``R+U+CM``  yes          yes      untreated result mask + click mask
 ==========  ===========  =======  ===========================================================
 
@@ -42,7 +49,8 @@ binarised mask); the first click asks for three proposals and keeps the best-sco
 ``multimask="auto"``; ``wseseg`` always uses one); the click loss samples the logits at the clicks
 instead of down-sampling a click mask (which can drop single-pixel clicks); the image loss
 averages the foreground and background terms over their own pixels (``wseseg`` averages masked
-losses over all pixels); no replay memory; the reset snapshot is a deep copy (``wseseg`` keeps
+losses over all pixels); ``E`` is the eroded mask alone, as the paper names it (``wseseg`` writes
+the clicks over it); no replay memory; the reset snapshot is a deep copy (``wseseg`` keeps
 ``state_dict()`` references, which alias the live parameters, so its reset restores nothing).
 
 Coordinate convention: points are ``(x, y)`` in original-image pixels, x right, y down, the pixel
@@ -61,7 +69,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, cast
 
 import numpy as np
 from scipy import ndimage
@@ -74,11 +82,13 @@ __all__ = [
     "CONFIGS",
     "ClickerTTAPolicy",
     "DEFAULT_LR",
+    "DEFAULT_TARGET_IOU",
     "EROSION_ITERATIONS",
     "IMAGE_STEPS",
     "DecoderAdapter",
     "TTAConfig",
     "balanced_bce",
+    "check_adaptable",
     "click_label_map",
     "erode_cross",
     "pseudo_label",
@@ -89,8 +99,11 @@ __all__ = [
 DEFAULT_LR = 1e-6
 #: Erosion iterations of the ``E`` pseudo-label (paper; ``wseseg``'s series script uses 4).
 EROSION_ITERATIONS = 5
-#: Optimisation steps on the pseudo-label after an image (``wseseg``: the image step + the "additional" step).
-IMAGE_STEPS = 2
+#: Optimisation steps on the pseudo-label after an image: the paper's one (``wseseg``, the authors' later
+#: code, makes two: the image step and its "additional" step; ``image_steps=2``).
+IMAGE_STEPS = 1
+#: IoU at which the interaction stops (the paper's NoC20@85 protocol; ``wseseg``'s ``MIN_IOU``).
+DEFAULT_TARGET_IOU = 0.85
 
 
 @dataclass(frozen=True)
@@ -103,8 +116,9 @@ class TTAConfig:
         reset: Restore the decoder (and Adam's state) to the image's start after each image,
             before the image-level step.
         result_mask: Image-level pseudo-label from the result mask: ``"eroded"``, ``"untreated"``,
-            or ``None`` for no image-level step.
-        click_mask: Write the clicks over the image-level pseudo-label.
+            or ``None`` (no result mask).
+        click_mask: Put the clicks into the image-level pseudo-label (over the result mask, if any).
+            With neither a result mask nor a click mask there is no image-level step.
     """
 
     name: str
@@ -121,15 +135,18 @@ class TTAConfig:
     @property
     def image_level(self) -> bool:
         """Whether an image-level step follows each successful image."""
-        return self.result_mask is not None
+        return self.result_mask is not None or self.click_mask
 
 
-#: The named configurations (rows of the paper's table, ``wseseg`` ``RUNS``).
+#: The named configurations: the rows of the paper's table, in its order (``wseseg`` ``RUNS``).
 CONFIGS: dict[str, TTAConfig] = {
     "none": TTAConfig("none", click_level=False, reset=False, result_mask=None, click_mask=False),
+    "R+E+CM": TTAConfig("R+E+CM", click_level=True, reset=True, result_mask="eroded", click_mask=True),
     "R": TTAConfig("R", click_level=True, reset=True, result_mask=None, click_mask=False),
     "C": TTAConfig("C", click_level=True, reset=False, result_mask=None, click_mask=False),
-    "R+E+CM": TTAConfig("R+E+CM", click_level=True, reset=True, result_mask="eroded", click_mask=True),
+    "E": TTAConfig("E", click_level=False, reset=False, result_mask="eroded", click_mask=False),
+    "CM": TTAConfig("CM", click_level=False, reset=False, result_mask=None, click_mask=True),
+    "R+CM": TTAConfig("R+CM", click_level=True, reset=True, result_mask=None, click_mask=True),
     "R+U+CM": TTAConfig("R+U+CM", click_level=True, reset=True, result_mask="untreated", click_mask=True),
 }
 
@@ -237,6 +254,23 @@ def balanced_bce(logits: Any, target: Any) -> Any:
     return torch.stack(losses).mean()
 
 
+def check_adaptable(backend: Any) -> None:
+    """Check that test-time adaptation can adapt ``backend``'s mask decoder: a float32 SAM backend.
+
+    Raises:
+        ValueError: If ``backend`` is not a SAM backend with a torch ``model``, or runs in half
+            precision (small Adam steps, the paper's ``lr = 1e-6``, vanish in bf16).
+    """
+    if not getattr(backend, "is_sam", False) or not hasattr(backend, "model"):
+        description = getattr(backend, "description", type(backend).__name__)
+        raise ValueError(f"Expected a SAM backend for test-time adaptation (clicker-tta adapts SAM's mask decoder, "
+                         f"so it needs a SAM backend), got {description!r}; use --backend sam_vit_b or similar")
+    dtype = getattr(backend, "dtype", None)
+    if dtype is not None and str(dtype) != "torch.float32":
+        raise ValueError(f"Expected a float32 SAM backend for test-time adaptation (small Adam steps, the paper's "
+                         f"lr is 1e-6, vanish in half precision), got dtype {dtype}; drop --half")
+
+
 class DecoderAdapter:
     """Adapts a SAM backend's mask decoder in place, with exact snapshots and restoration.
 
@@ -255,22 +289,15 @@ class DecoderAdapter:
     """
 
     def __init__(self, backend: PromptableSegmenter, lr: float = DEFAULT_LR, per_class: bool = False) -> None:
-        if not getattr(backend, "is_sam", False) or not hasattr(backend, "model"):
-            raise ValueError(
-                f"Expected a SAM backend for test-time adaptation (it adapts SAM's mask decoder), got "
-                f"{getattr(backend, 'description', type(backend).__name__)!r}; use --backend sam_vit_b or similar"
-            )
-        import torch
-
-        if getattr(backend, "dtype", torch.float32) != torch.float32:
-            raise ValueError(f"Expected a float32 SAM backend for test-time adaptation (steps of lr={lr} vanish "
-                             f"in half precision), got dtype {backend.dtype}")
+        check_adaptable(backend)
         if not isinstance(lr, (int, float)) or not lr > 0:
             raise ValueError(f"Expected lr to be a positive number, got {lr!r}")
+        import torch
+
         self.backend: Any = backend
         self.lr = float(lr)
         self.per_class = bool(per_class)
-        self.decoder = backend.model.mask_decoder
+        self.decoder = cast(Any, backend).model.mask_decoder  # check_adaptable: a SAM backend
         self.optimizer = torch.optim.Adam(self.decoder.parameters(), lr=self.lr)
         self._original = self.snapshot()
         self._slots: dict[Hashable, tuple[dict[str, Any], dict[str, Any]]] = {}
@@ -407,16 +434,21 @@ class _Click:
     multimask: bool
     n_clicks: int  # agent clicks in the image including this one
     max_clicks: int
+    image_shape: tuple[int, int]  # (H, W)
 
 
 class ClickerTTAPolicy(ClickerPolicy):
     """The click simulator while SAM's mask decoder adapts at test time (Schön et al., CVPR-W 2024).
 
-    The registry spec is ``clicker-tta:CONFIG`` with ``CONFIG`` one of :data:`CONFIGS`:
-    ``none`` (no adaptation), ``R`` (click-level steps, reset after each image), ``C`` (click-level
-    steps, continual), ``R+E+CM`` (the paper's full model, the default: click-level with reset,
-    then an image-level step on the eroded result mask plus the click mask) or ``R+U+CM`` (same
-    with the untreated result mask). See the module docstring for the losses.
+    The registry spec is ``clicker-tta:CONFIG`` with ``CONFIG`` one of :data:`CONFIGS` (the
+    paper's table rows; default ``R+E+CM``, the paper's full model: click-level steps with a reset
+    after each image, then an image-level step on the eroded result mask plus the click mask). See
+    the module docstring for the rows and the losses.
+
+    Its env must stop at ``target_iou`` (the paper's protocol; the image-level step follows only
+    the images that reached it): :attr:`env_kwargs` carries it, so that
+    :func:`sam_gym.evaluation.compare_policies` (and ``sam-gym eval``, whose ``--target-iou``
+    rebuilds the policy with that value) give it such an env.
 
     The backend's decoder is adapted **in place**, so the env's own decodes use it. Timing:
 
@@ -426,8 +458,8 @@ class ClickerTTAPolicy(ClickerPolicy):
       :meth:`act` with no click yet) or in :meth:`close`: the last click's step (``C`` only), the
       reset (``R``), then, when the image reached the env's ``target_iou`` before its click budget
       (``wseseg``'s condition), the image-level steps on the final mask (re-decoded with the very
-      weights the env used for it). This assumes every action returned was stepped in the env (as
-      :func:`sam_gym.evaluation.run_episodes` does).
+      weights the env used for it) and/or the clicks. This assumes every action returned was
+      stepped in the env (as :func:`sam_gym.evaluation.run_episodes` does).
 
     :meth:`close` (or leaving a ``with`` block) restores the decoder's original weights bit for bit
     and unbinds the policy, so that the adaptation never leaks into other policies sharing the
@@ -438,7 +470,10 @@ class ClickerTTAPolicy(ClickerPolicy):
         lr: Adam learning rate (paper: 1e-6).
         per_class: Keep a separate decoder (weights and Adam state) per ``sample.class_id``.
         erosion_iterations: ``k`` of the ``E`` pseudo-label.
-        image_steps: Adam steps on the pseudo-label after each successful image.
+        image_steps: Adam steps on the pseudo-label after each successful image (paper: 1;
+            ``wseseg``: 2).
+        target_iou: IoU at which the env ends each image (:attr:`env_kwargs`; paper: 0.85 with 20
+            clicks, 0.90 with 30).
 
     Raises:
         ValueError: For an unknown configuration or a bad number.
@@ -455,6 +490,7 @@ class ClickerTTAPolicy(ClickerPolicy):
         per_class: bool = False,
         erosion_iterations: int = EROSION_ITERATIONS,
         image_steps: int = IMAGE_STEPS,
+        target_iou: float = DEFAULT_TARGET_IOU,
     ) -> None:
         super().__init__()
         self.config = tta_config(arg)
@@ -463,33 +499,43 @@ class ClickerTTAPolicy(ClickerPolicy):
         for label, value in (("erosion_iterations", erosion_iterations), ("image_steps", image_steps)):
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"Expected {label} to be a positive integer, got {value!r}")
+        if isinstance(target_iou, bool) or not isinstance(target_iou, (int, float)) or not 0.0 < target_iou <= 1.0:
+            raise ValueError(f"Expected target_iou to be a number in (0, 1], got {target_iou!r}")
         self.lr = float(lr)
         self.per_class = bool(per_class)
         self.erosion_iterations = int(erosion_iterations)
         self.image_steps = int(image_steps)
+        self.target_iou = float(target_iou)
         self.adapter: DecoderAdapter | None = None
         self._pending: _Click | None = None
         self._image_start: tuple[dict[str, Any], dict[str, Any]] | None = None
 
+    @property
+    def env_kwargs(self) -> dict[str, Any]:  # type: ignore[override]
+        """The click simulator's env options plus ``target_iou`` (episodes stop at the target IoU)."""
+        return {**ClickerPolicy.env_kwargs, "target_iou": self.target_iou}
+
     # ------------------------------------------------------------------ binding
-    def bind(self, env: Any) -> None:
-        """Bind to ``env`` (a single env, or a vector env of one); its backend must be a float32 SAM backend.
+    def check_backend(self, backend: Any) -> None:
+        """Check that ``backend`` can be adapted (:func:`check_adaptable`: a float32 SAM backend).
+
+        Called by :meth:`bind`, and by ``sam-gym eval`` before any image is encoded.
 
         Raises:
-            ValueError: If the env's backend is not SAM (TTA adapts SAM's mask decoder), if the
-                configuration has an image-level step and the env has no ``target_iou`` (the
-                image-level step needs the success that ends an episode early), or if ``env`` is a
-                vector env of several sub-envs (the decoder adapts in place, image after image).
+            ValueError: If it cannot.
         """
-        unwrapped = sub_envs(env)[0]
-        backend = getattr(unwrapped, "backend", None)
-        if backend is None or not getattr(backend, "is_sam", False):
-            description = getattr(backend, "description", type(backend).__name__)
-            raise ValueError(f"Expected a SAM backend for the clicker-tta policy (test-time adaptation of SAM's "
-                             f"mask decoder needs a SAM backend), got {description!r}")
-        if self.config.image_level and getattr(unwrapped, "target_iou", None) is None:
-            raise ValueError(f"Expected an env with target_iou set for the TTA configuration {self.config.name!r} "
-                             f"(its image-level step follows images that reach the target IoU), got target_iou=None")
+        check_adaptable(backend)
+
+    def bind(self, env: Any) -> None:
+        """Bind to ``env`` (a single env, or a vector env of one) with a float32 SAM backend and :attr:`env_kwargs`.
+
+        Raises:
+            ValueError: If the env's backend is not a float32 SAM backend (:meth:`check_backend`), if
+                the env lacks an option of :attr:`env_kwargs` (e.g. another ``target_iou``), or if
+                ``env`` is a vector env of several sub-envs (the decoder adapts in place, image after image).
+        """
+        backend: Any = getattr(sub_envs(env)[0], "backend", None)
+        self.check_backend(backend)
         if self.adapter is not None and self.adapter.backend is not backend:
             self.close()
         super().bind(env)
@@ -539,9 +585,9 @@ class ClickerTTAPolicy(ClickerPolicy):
         points = np.vstack([view.points, np.array([[x, y]], dtype=np.float32)])
         labels = np.append(view.labels, np.int64(label))
         multimask = len(points) == 1 if self.env.multimask == "auto" else bool(self.env.multimask)
-        self._pending = _Click(view.embedding, points, labels, view.mask_logits, multimask,
-                               view.n_clicks + 1, view.max_clicks)
         height, width = view.sample.target.shape
+        self._pending = _Click(view.embedding, points, labels, view.mask_logits, multimask,
+                               view.n_clicks + 1, view.max_clicks, (height, width))
         return click_action(x, y, label, height, width)
 
     def _finish_image(self) -> None:
@@ -552,7 +598,8 @@ class ClickerTTAPolicy(ClickerPolicy):
             return
         config = self.config
         image_level = config.image_level and pending.n_clicks < pending.max_clicks
-        if image_level:
+        result = None
+        if image_level and config.result_mask is not None:
             prediction = adapter.backend.decode(pending.embedding, pending.points, pending.labels,
                                                 mask_input=pending.mask_input, multimask=pending.multimask)
             result = prediction.mask(prediction.best)
@@ -562,10 +609,14 @@ class ClickerTTAPolicy(ClickerPolicy):
         if config.reset and self._image_start is not None:
             adapter.load(self._image_start)
         self._image_start = None
-        if image_level:
-            target = pseudo_label(result, pending.points, pending.labels, config.result_mask,  # type: ignore[arg-type]
-                                  config.click_mask, self.erosion_iterations)
-            if (target >= 0).any():
-                for _ in range(self.image_steps):
-                    adapter.step(lambda: adapter.image_loss(pending.embedding, pending.points, pending.labels,
-                                                            pending.mask_input, target, pending.multimask))
+        if not image_level:
+            return
+        if result is not None and config.result_mask is not None:
+            target = pseudo_label(result, pending.points, pending.labels, config.result_mask, config.click_mask,
+                                  self.erosion_iterations)
+        else:
+            target = click_label_map(pending.image_shape, pending.points, pending.labels)
+        if (target >= 0).any():
+            for _ in range(self.image_steps):
+                adapter.step(lambda: adapter.image_loss(pending.embedding, pending.points, pending.labels,
+                                                        pending.mask_input, target, pending.multimask))

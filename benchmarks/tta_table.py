@@ -1,13 +1,14 @@
 """Test-time adaptation table (Schön et al., CVPR-W 2024) and the click-simulator cross-check.
 
-For each TTA configuration (``none``, ``R+E+CM``, ``C``, ``R+U+CM``; see :mod:`agents.tta`) the
-click simulator runs through the env (``action_mode="point"``, no initial prompt) with
+For each TTA configuration (by default every row of the paper's table, :data:`agents.tta.CONFIGS`:
+``none``, ``R+E+CM``, ``R``, ``C``, ``E``, ``CM``, ``R+CM``, ``R+U+CM``) the click simulator runs
+through the env (``action_mode="point"``, no initial prompt) with
 :func:`sam_gym.evaluation.run_episodes`, twice, as in the paper: stopping at IoU 0.85 with 20
 clicks (NoC20@85, FR20@85) and at IoU 0.90 with 30 clicks (NoC30@90, FR30@90). Episodes end at the
-target IoU (the env's ``target_iou``), which is when the image-level step happens. Images run in
-dataset order; the decoder's weights are restored after each configuration (checked bit for bit
-and printed). NoC and FR come from :mod:`sam_gym.metrics` (failure = NoC >= budget, the RITM /
-``wseseg`` convention).
+target IoU (the env's ``target_iou``), which is when the image-level step happens (one step, the
+paper's; ``--image-steps 2`` is the authors' later code). Images run in dataset order; the
+decoder's weights are restored after each configuration (checked bit for bit and printed). NoC and
+FR come from :mod:`sam_gym.metrics` (failure = NoC >= budget, the RITM / ``wseseg`` convention).
 
 TTA needs a SAM backend; with ``--backend classical`` only ``none`` runs (the plain simulator),
 and the output says the backend is not SAM. Random-weight SAM (``--checkpoint random``) only shows
@@ -32,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from agents.clicker import ClickerPolicy
-from agents.tta import CONFIGS, DEFAULT_LR, ClickerTTAPolicy
+from agents.tta import CONFIGS, DEFAULT_LR, IMAGE_STEPS, ClickerTTAPolicy
 from sam_gym.cache import EmbeddingCache
 from sam_gym.clicker import simulate_clicks
 from sam_gym.commands.common import add_backend_arguments, add_dataset_arguments, backend_from_args, dataset_from_args
@@ -42,7 +43,6 @@ from sam_gym.metrics import failure_rate, mean_noc
 
 #: (target IoU, click budget) of the two protocols of the paper's table.
 PROTOCOLS = ((0.85, 20), (0.90, 30))
-TABLE_CONFIGS = ("none", "R+E+CM", "C", "R+U+CM")
 
 
 def _decoder_digest(backend: Any) -> bytes | None:
@@ -54,7 +54,8 @@ def _decoder_digest(backend: Any) -> bytes | None:
     return b"".join(state[k].detach().cpu().contiguous().numpy().tobytes() for k in sorted(state))
 
 
-def run_config(name: str, dataset: Any, cache: EmbeddingCache, lr: float, per_class: bool) -> dict[str, float]:
+def run_config(name: str, dataset: Any, cache: EmbeddingCache, lr: float, per_class: bool,
+               image_steps: int = IMAGE_STEPS) -> dict[str, float]:
     """Run one configuration under both protocols; returns NoC/FR per protocol and the seconds taken."""
     out: dict[str, float] = {}
     start = time.perf_counter()
@@ -62,7 +63,8 @@ def run_config(name: str, dataset: Any, cache: EmbeddingCache, lr: float, per_cl
         env = SamPromptEnv(dataset=dataset, cache=cache, action_mode="point", init_prompts="none",
                            max_clicks=budget, target_iou=tau)
         if cache.backend.is_sam:
-            with ClickerTTAPolicy(name, lr=lr, per_class=per_class) as policy:
+            with ClickerTTAPolicy(name, lr=lr, per_class=per_class, image_steps=image_steps,
+                                  target_iou=tau) as policy:
                 records = run_episodes(policy, env, range(len(dataset)), seeds=(0,))
         else:
             records = run_episodes(ClickerPolicy(), env, range(len(dataset)), seeds=(0,))
@@ -77,19 +79,21 @@ def run_config(name: str, dataset: Any, cache: EmbeddingCache, lr: float, per_cl
 def table(args: argparse.Namespace, dataset: Any, cache: EmbeddingCache) -> None:
     """Print the TTA table."""
     backend = cache.backend
-    configs = args.configs or list(TABLE_CONFIGS)
+    configs = args.configs or list(CONFIGS)
+    stops = " and ".join(f"{tau:.2f} / {budget} clicks" for tau, budget in PROTOCOLS)
     print(f"protocol: click simulator through SamPromptEnv, point actions, no initial prompt; "
-          f"stop at 0.85 / 20 clicks and 0.90 / 30 clicks; Adam lr={args.lr}, per_class={args.per_class}")
-    print(f"{'config':8s} {'NoC20@85':>9s} {'FR20@85':>8s} {'NoC30@90':>9s} {'FR30@90':>8s} {'sec':>6s}  weights")
+          f"stop at {stops}; Adam lr={args.lr}, per_class={args.per_class}, image_steps={args.image_steps}")
+    columns = [f"{kind}{budget}@{round(tau * 100)}" for tau, budget in PROTOCOLS for kind in ("NoC", "FR")]
+    print(f"{'config':8s} " + " ".join(f"{c:>9s}" for c in columns) + f" {'sec':>6s}  weights")
     original = _decoder_digest(backend)
     for name in configs:
         if not backend.is_sam and name != "none":
             print(f"{name:8s} skipped: test-time adaptation needs a SAM backend")
             continue
-        row = run_config(name, dataset, cache, args.lr, args.per_class)
+        row = run_config(name, dataset, cache, args.lr, args.per_class, args.image_steps)
         restored = "restored" if _decoder_digest(backend) == original else "CHANGED"
-        print(f"{name:8s} {row['NoC20@85']:9.2f} {row['FR20@85']:7.1f}% {row['NoC30@90']:9.2f} "
-              f"{row['FR30@90']:7.1f}% {row['seconds']:6.0f}  {restored if original is not None else '-'}",
+        cells = [f"{row[c]:9.2f}" if c.startswith("NoC") else f"{row[c]:8.1f}%" for c in columns]
+        print(f"{name:8s} " + " ".join(cells) + f" {row['seconds']:6.0f}  {restored if original is not None else '-'}",
               flush=True)
 
 
@@ -124,8 +128,10 @@ def main() -> None:
     add_dataset_arguments(parser, default=None)
     add_backend_arguments(parser)
     parser.add_argument("--configs", nargs="*", choices=list(CONFIGS), default=None,
-                        help=f"TTA configurations (default: {' '.join(TABLE_CONFIGS)})")
+                        help=f"TTA configurations (default: every row, {' '.join(CONFIGS)})")
     parser.add_argument("--lr", type=float, default=DEFAULT_LR, help="Adam learning rate (default: %(default)s)")
+    parser.add_argument("--image-steps", type=int, default=IMAGE_STEPS,
+                        help="Adam steps after each successful image (default: %(default)s, the paper's; 2: wseseg)")
     parser.add_argument("--per-class", action="store_true", help="one decoder per sample.class_id")
     parser.add_argument("--compare-simulator", action="store_true",
                         help="compare env + ClickerPolicy with sam_gym.clicker.simulate_clicks instead")

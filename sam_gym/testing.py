@@ -3,6 +3,11 @@
 :func:`tiny_sam` builds segment-anything's own classes (``Sam``, ``ImageEncoderViT``,
 ``PromptEncoder``, ``MaskDecoder``) in a tiny configuration with random weights, so that code paths
 of the SAM backend run in milliseconds. Its masks are meaningless; never report numbers from it.
+
+:data:`TINY_SAM_ENTRY` lets a test drive the command line with it: it is a backend registry entry
+that is *not* registered; a test adds it for its own duration with
+``monkeypatch.setitem(sam_gym.backends.BACKENDS, "tiny_sam", TINY_SAM_ENTRY)`` and then passes
+``--backend tiny_sam``.
 """
 
 from __future__ import annotations
@@ -10,7 +15,9 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-__all__ = ["tiny_sam", "tiny_sam_backend"]
+from sam_gym.registry import Entry
+
+__all__ = ["TINY_SAM_ENTRY", "registered_tiny_sam", "tiny_sam", "tiny_sam_backend"]
 
 
 def tiny_sam(
@@ -55,3 +62,23 @@ def tiny_sam_backend(seed: int = 0, device: str = "cpu", **kwargs: Any) -> Any:
     from sam_gym.backends.sam import SamBackend
 
     return SamBackend(model=tiny_sam(seed, **kwargs), device=device)
+
+
+def registered_tiny_sam(checkpoint: str | None = None, device: str | None = None, half: bool = False) -> Any:
+    """The builder of :data:`TINY_SAM_ENTRY`: a 128-pixel, 32-channel :func:`tiny_sam` (seed 0) as a backend.
+
+    Takes the arguments that :func:`sam_gym.backends.make_backend` passes to a backend with weights.
+
+    Raises:
+        ValueError: For a checkpoint other than ``"random"`` (its weights are random), or ``half`` off CUDA.
+    """
+    if checkpoint not in (None, "random"):
+        raise ValueError(f"Expected no --checkpoint (or 'random') for the tiny test SAM, got {checkpoint!r}")
+    from sam_gym.backends.sam import SamBackend
+
+    return SamBackend(model=tiny_sam(0, img_size=128, dim=32, encoder_depth=1, decoder_depth=1), device=device,
+                      half=half)
+
+
+#: A backend entry for tests only (not in :data:`sam_gym.backends.BACKENDS`; see the module docstring).
+TINY_SAM_ENTRY = Entry("sam_gym.testing:registered_tiny_sam", "tiny random SAM (tests only)", checkpoint=True)

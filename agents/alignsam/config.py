@@ -16,6 +16,9 @@ __all__ = ["SRM_MODES", "TrainConfig"]
 
 #: Recalibration-module variants: the paper's two branches, and the "w/o SRM" ablation.
 SRM_MODES = ("implicit", "explicit", "none")
+#: Fields added after runs were first saved in this format: a saved ``config.json`` without one of them
+#: was made with its default (before ``half`` existed every run was trained in float32).
+_ADDED_FIELDS = frozenset({"half"})
 
 
 @dataclass
@@ -30,6 +33,9 @@ class TrainConfig:
     """Segmenter: ``"classical"`` (weight-free, NOT SAM, the offline default) or ``sam_vit_b`` etc."""
     checkpoint: str | None = None
     """SAM weights: a path, ``"auto"`` (download) or ``"random"`` (tests only); ``None`` for classical."""
+    half: bool = False
+    """SAM's image encoder and mask decoder in bf16 on a GPU (``--half``; the embeddings the agent is trained
+    on, so evaluate it with the same precision: the backend's ``model_id`` says which)."""
     n_train: int = 50
     """Training images: the first ``n_train`` samples; the rest is held out (paper: 50 per task)."""
     timesteps: int = 20_000
@@ -160,7 +166,8 @@ class TrainConfig:
 
         Args:
             data: Field values (JSON types: ``grid`` a list of two integers).
-            require_all: Refuse missing fields (a run's ``config.json``) instead of using the defaults.
+            require_all: Refuse missing fields (a run's ``config.json``) instead of using the defaults,
+                except those added since the format's first runs (``half``), which get their default.
 
         Raises:
             ValueError: On unknown or (with ``require_all``) missing fields, or a value of the wrong type.
@@ -172,7 +179,7 @@ class TrainConfig:
         unknown = sorted(set(data) - names)
         if unknown:
             raise ValueError(f"Expected TrainConfig fields among {sorted(names)}, got unknown {unknown}")
-        missing = sorted(names - set(data))
+        missing = sorted(names - set(data) - _ADDED_FIELDS)
         if require_all and missing:
             raise ValueError(f"Expected every TrainConfig field, got none for {missing}")
         for name, value in data.items():

@@ -32,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", default=d.backend,
                         help="classical (weight-free, NOT SAM) | sam_vit_h | sam_vit_l | sam_vit_b | mobilesam_vit_t")
     parser.add_argument("--checkpoint", default=None, help="SAM weights: a path, 'auto' or 'random' (tests only)")
+    parser.add_argument("--half", action="store_true",
+                        help="bf16 SAM on a GPU, as eval --half: evaluate the agent with the same precision")
     parser.add_argument("--srm", choices=SRM_MODES, default=d.srm,
                         help="recalibration module: implicit | explicit (CLIP-Surgery text map) | none (ablation)")
     parser.add_argument("--text", default=d.text, help="text prompt of the explicit SRM, e.g. 'a photo of a cat'")
@@ -70,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
     from agents.alignsam.training import TrainingInterrupted, train
 
     config = TrainConfig(
-        dataset=args.dataset, backend=args.backend, checkpoint=args.checkpoint, srm=args.srm, text=args.text,
+        dataset=args.dataset, backend=args.backend, checkpoint=args.checkpoint, half=args.half, srm=args.srm,
+        text=args.text,
         clip_model=args.clip_model, clip_pretrained=args.clip_pretrained, timesteps=args.timesteps, seed=args.seed,
         out=args.out, n_train=args.n_train, n_envs=args.n_envs, n_steps=args.n_steps, batch_size=args.batch_size,
         n_epochs=args.n_epochs, q_updates=args.q_updates, max_clicks=args.max_clicks, device=args.device,

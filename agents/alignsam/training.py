@@ -97,7 +97,7 @@ def make_train_env(config: TrainConfig) -> tuple[Any, Any, Any]:
     dataset = make_dataset(config.dataset, **config.dataset_kwargs)
     train_set, _ = split(dataset, config.n_train)
     device = resolve_device(config.device) if backend_entry(config.backend).checkpoint else None
-    backend = make_backend(config.backend, checkpoint=config.checkpoint, device=device)
+    backend = make_backend(config.backend, checkpoint=config.checkpoint, device=device, half=config.half)
     cache = EmbeddingCache(backend, max_items=max(64, config.n_train))
     venv = make_sb3_vec_env(config.n_envs, dataset=train_set, cache=cache, grid=config.grid,
                             max_clicks=config.max_clicks, label_mode="oracle", init_prompts="gt_pair",
@@ -391,7 +391,7 @@ def train_or_reuse(config: TrainConfig) -> tuple[Path, bool]:
         return train(config), False
     info = read_run_info(run_dir)
     ignore = _RESUMABLE_CHANGES - {"timesteps"}
-    saved = {k: v for k, v in info["config"].items() if k not in ignore}
+    saved = {k: v for k, v in TrainConfig.from_dict(info["config"]).to_dict().items() if k not in ignore}
     wanted = {k: v for k, v in config.to_dict().items() if k not in ignore}
     if saved != wanted:
         changed = sorted(k for k in wanted.keys() | saved.keys() if saved.get(k) != wanted.get(k))

@@ -60,6 +60,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--include-train", action="store_true",
                         help="also score the samples a learned policy was trained on (matched by content hash; left "
                              "out by default); its row is marked in the report")
+    parser.add_argument("--target-iou", type=float, default=None, metavar="T",
+                        help="end every episode once its IoU reaches T (NoC protocol; e.g. 0.85 with 20 clicks, 0.90 "
+                             "with 30). Default: no early stop, except for policies that need one (clicker-tta stops "
+                             "at 0.85)")
     parser.add_argument("--seeds", default="0", help="comma-separated reset seeds, each sample runs once per seed "
                                                       "(default: %(default)s)")
     parser.add_argument("--grid", default="10x10", help="patch grid ROWSxCOLS (default: %(default)s)")
@@ -92,12 +96,16 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def build_policies(specs: Sequence[str]) -> dict[str, Any]:
+def build_policies(specs: Sequence[str], target_iou: float | None = None) -> dict[str, Any]:
     """Build each policy spec with :func:`sam_gym.policies.make_policy`, keyed by its spec.
 
+    A policy whose own ``env_kwargs`` set ``target_iou`` (``clicker-tta``: the paper stops at the
+    target IoU) keeps that default unless ``target_iou`` (``--target-iou``) is given; then it is
+    built with ``target_iou=`` that value, so that its episodes stop where every other policy's do.
+
     Raises:
-        ValueError: On a repeated spec, an unknown name, or a registered policy whose module is not
-            importable.
+        ValueError: On a repeated spec, an unknown name, a registered policy whose module is not
+            importable, or a policy that sets its own ``target_iou`` and cannot take another one.
     """
     from sam_gym.policies import POLICIES, make_policy
 
@@ -106,11 +114,19 @@ def build_policies(specs: Sequence[str]) -> dict[str, Any]:
     policies = {}
     for spec in specs:
         try:
-            policies[spec] = make_policy(spec)
+            policy = make_policy(spec)
+            own = dict(getattr(policy, "env_kwargs", None) or {})
+            if target_iou is not None and own.get("target_iou", target_iou) != target_iou:
+                try:
+                    policy = make_policy(spec, target_iou=target_iou)
+                except TypeError as exc:
+                    raise ValueError(f"Expected policy {spec!r}, which stops at target_iou={own['target_iou']}, to "
+                                     f"take target_iou={target_iou} (--target-iou), got: {exc}") from exc
         except ImportError as exc:
             if spec.partition(":")[0] not in POLICIES:
                 raise
             raise ValueError(f"Policy {spec!r} is registered but could not be imported ({exc})") from exc
+        policies[spec] = policy
     return policies
 
 
@@ -154,6 +170,8 @@ class EvalSettings:
         held_out: What :func:`sam_gym.holdout.select_held_out` chose (recorded under ``held_out``
             in the results, and as ``train_samples_scored`` in the rows of the policies that
             declare training samples); ``None`` when the indices were chosen otherwise.
+        target_iou: End every episode once its IoU reaches it (``None``: at the click budget only,
+            unless a policy's own ``env_kwargs`` set it).
     """
 
     max_clicks: int
@@ -166,6 +184,7 @@ class EvalSettings:
     on_error: str = "skip"
     dataset_path: str | None = None
     held_out: HeldOut | None = None
+    target_iou: float | None = None
 
 
 def evaluate(policies: dict[str, Any], dataset: Any, backend: Any, settings: EvalSettings, out: str | Path,
@@ -189,6 +208,10 @@ def evaluate(policies: dict[str, Any], dataset: Any, backend: Any, settings: Eva
         :meth:`sam_gym.holdout.HeldOut.to_dict`) and, in the row of each policy that declares
         training samples, ``train_samples_scored``: the number of scored samples that are its
         training samples (``None`` when its run cannot tell).
+
+    Raises:
+        ValueError: Before any image is encoded, if a policy's ``check_backend(backend)`` refuses
+            the backend (``clicker-tta`` needs a float32 SAM backend).
     """
     from tqdm import tqdm
 
@@ -196,6 +219,10 @@ def evaluate(policies: dict[str, Any], dataset: Any, backend: Any, settings: Eva
     from sam_gym.evaluation import compare_policies, prepare_episodes
     from sam_gym.reporting import build_results, plot_iou_vs_clicks, save_episode_strips, write_results
 
+    for policy in policies.values():  # fail before any image is encoded (e.g. clicker-tta on a non-SAM backend)
+        check_backend = getattr(policy, "check_backend", None)
+        if check_backend is not None:
+            check_backend(backend)
     out = Path(out)
     n_images = len(settings.indices)
     cache = EmbeddingCache(backend, cache_dir=cache_dir, max_items=max(64, min(n_images, 1024)))
@@ -213,7 +240,8 @@ def evaluate(policies: dict[str, Any], dataset: Any, backend: Any, settings: Eva
         start = time.perf_counter()
         runs = compare_policies(policies, dataset, cache, max_clicks=settings.max_clicks, grid=settings.grid,
                                 indices=indices, seeds=settings.seeds, record_masks=settings.save_episodes,
-                                task_metrics=settings.task_metrics, progress=progress)
+                                task_metrics=settings.task_metrics, progress=progress,
+                                env_kwargs=None if settings.target_iou is None else {"target_iou": settings.target_iou})
         elapsed = time.perf_counter() - start
     results = build_results(runs, backend=backend, dataset=str(dataset.name), max_clicks=settings.max_clicks,
                             command=settings.command, dataset_path=settings.dataset_path,
@@ -304,7 +332,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"Expected --samples >= 1, got {args.samples}")
     if args.save_episodes < 0:
         raise ValueError(f"Expected --save-episodes >= 0, got {args.save_episodes}")
-    policies = build_policies(args.policy)
+    if args.target_iou is not None and not 0.0 < args.target_iou <= 1.0:
+        raise ValueError(f"Expected --target-iou in (0, 1], got {args.target_iou}")
+    policies = build_policies(args.policy, target_iou=args.target_iou)
     if args.protocol is not None:
         policies = with_protocol(policies, args.protocol)
     # --samples N counts the samples scored: the first N of the dataset that are not left out.
@@ -316,7 +346,7 @@ def run(args: argparse.Namespace) -> int:
                             save_episodes=args.save_episodes,
                             task_metrics=_task_metrics_enabled(args.task_metrics, dataset),
                             command=canonical_command("sam-gym eval", add_arguments, args), on_error=args.on_error,
-                            dataset_path=_dataset_path(args.dataset), held_out=held_out)
+                            dataset_path=_dataset_path(args.dataset), held_out=held_out, target_iou=args.target_iou)
     results = evaluate(policies, dataset, backend, settings, args.out, cache_dir=args.cache_dir)
     from sam_gym.reporting import results_markdown
 

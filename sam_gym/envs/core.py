@@ -407,7 +407,7 @@ class EpisodeCore:
             sample=sample, embedding=embedding, backend=self.backend, grid=grid,
             points=s.points[row, :k].copy(), labels=s.labels[row, :k].copy(), n_init=int(s.n_init[row]),
             n_clicks=int(s.n_clicks[row]), max_clicks=env.max_clicks, prediction=s.predictions[row],
-            mask_logits=s.logits[row], mask=s.mask(row), iou=s.full_iou(row) if fresh else float(s.iou[row]),
+            mask_logits=s.logits[row], known_iou=None if fresh else float(s.iou[row]),
             np_random=self.owners[row].np_random,
         )
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,6 +19,7 @@ from sam_gym.cache import EmbeddingCache
 from sam_gym.data import Sample, SegmentationDataset, check_sample, make_dataset
 from sam_gym.envs.core import DEFAULT_SUCCESS_IOU, REPEAT_PENALTY, STATE_BOUND, Clicks, EpisodeCore, NewEpisode
 from sam_gym.grid import PatchGrid
+from sam_gym.metrics import iou
 
 __all__ = ["DEFAULT_SUCCESS_IOU", "REPEAT_PENALTY", "STATE_BOUND", "DecodeRequest", "EpisodeView",
            "SamPromptEnv"]
@@ -54,8 +56,10 @@ class EpisodeView:
         max_clicks: The click budget.
         prediction: The last decoder output (``None`` before any prompt).
         mask_logits: The chosen proposal's ``(1, h, w)`` low-res logits (``None`` before any prompt).
-        mask: The current ``(H, W)`` bool mask (all ``False`` before any prompt).
-        iou: IoU of ``mask`` with the target, void excluded.
+        mask: The current ``(H, W)`` bool mask (all ``False`` before any prompt); computed at full
+            resolution on first access, so a hook that reads only ``mask_logits`` never pays for it.
+        iou: IoU of ``mask`` with the target, void excluded (likewise computed on first access
+            unless the env already has it, ``info_iou="full"``).
         np_random: The env's random generator (hooks must draw from it, for reproducibility).
     """
 
@@ -70,9 +74,22 @@ class EpisodeView:
     max_clicks: int
     prediction: Prediction | None
     mask_logits: Any
-    mask: np.ndarray
-    iou: float
     np_random: np.random.Generator
+    known_iou: float | None = field(default=None, repr=False, compare=False)
+
+    @cached_property
+    def mask(self) -> np.ndarray:
+        """The current ``(H, W)`` bool mask, indexed ``[row, col]`` (memoised by the prediction)."""
+        if self.prediction is None:
+            return np.zeros(self.sample.target.shape, dtype=bool)
+        return self.prediction.mask(self.prediction.best)
+
+    @cached_property
+    def iou(self) -> float:
+        """IoU of :attr:`mask` with the target, void excluded."""
+        if self.known_iou is not None:
+            return self.known_iou
+        return 0.0 if self.prediction is None else iou(self.mask, self.sample.target, self.sample.void)
 
 
 @dataclass(frozen=True)
@@ -648,7 +665,7 @@ class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
         view = EpisodeView(sample=sample, embedding=embedding, backend=self.backend, grid=grid,
                            points=np.zeros((0, 2), dtype=np.float32), labels=np.zeros(0, dtype=np.int64), n_init=0,
                            n_clicks=0, max_clicks=self.max_clicks, prediction=None, mask_logits=None,
-                           mask=np.zeros((height, width), dtype=bool), iou=0.0, np_random=self.np_random)
+                           np_random=self.np_random)
         placed = [tuple(p) for p in self.init_prompts(view)]  # type: ignore[operator]
         if len(placed) > MAX_INIT_PROMPTS or any(
             len(p) != 3 or p[2] not in (0, 1) or not (0 <= p[0] <= width and 0 <= p[1] <= height) for p in placed

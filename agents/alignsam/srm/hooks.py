@@ -62,7 +62,11 @@ class SRMCallback(BaseCallback):
     """Update the SRM ``q`` times after every vectorised env step (paper: after each action).
 
     Each env's :meth:`~sam_gym.envs.SamPromptEnv.episode_view` (ground truth of the *training*
-    image included) supervises the SRM. The mean loss is logged as ``srm/loss``.
+    image included) supervises the SRM. The mean loss is logged as ``srm/loss``. The SRM reads the
+    views' low-resolution logits, prompts, embedding and ground truth, never their full-resolution
+    ``mask`` or ``iou`` (a view computes those only when read), so the training env's
+    ``info_iou="none"`` keeps its saving: the full-resolution mask and IoU are computed at episode
+    ends only.
 
     Args:
         srm: The module to train.
