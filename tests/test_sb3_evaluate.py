@@ -121,8 +121,7 @@ def test_every_registered_policy_is_covered() -> None:
 def test_evaluate_policy_and_run_episodes_give_the_same_returns(name: str, scratch: Path) -> None:
     policy, kwargs = _policy_and_env_kwargs(name, scratch)
     assert isinstance(policy, PromptPolicy)
-    # AlignSAMPolicy's bind checks one env, so it is evaluated with one sub-env (bound: masked like run_episodes).
-    n_envs = 2 if policy.vectorizable and name != "alignsam" else 1
+    n_envs = 2 if policy.vectorizable else 1
     venv = _vec_env(n_envs, **kwargs)
     policy.bind(venv)
     assert [type(env) for env in policy.envs] == [SamPromptEnv] * n_envs

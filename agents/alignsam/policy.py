@@ -113,32 +113,33 @@ class AlignSAMPolicy(PromptPolicy):
                           f"({info['num_timesteps']} of {info['config']['timesteps']} steps)", stacklevel=2)
         return cls(model, srm, info, run_dir)
 
-    def bind(self, env: Any) -> None:
-        """Bind to an env built with :attr:`env_kwargs`; its state must have the trained shape and grid."""
-        super().bind(env)
-        unwrapped = self.env
+    def check_env(self, env: Any) -> None:
+        """Refuse an env whose state shape, grid or observation space differ from training.
+
+        Called by :meth:`~sam_gym.policy.PromptPolicy.bind` for each (sub-)env; warns when the click
+        budget or the backend differ from training.
+        """
+        unwrapped = env
         trained_shape = tuple(self.run_info["state_shape"])
         if tuple(unwrapped.state_shape) != trained_shape or (unwrapped.rows, unwrapped.cols) != tuple(
             self.run_info["config"]["grid"]
         ):
-            self._env = None
             grid = self.run_info["config"]["grid"]
             raise ValueError(f"Expected an env with state shape {trained_shape} and grid {grid} "
                              f"(as trained in {self.run_dir}), got {unwrapped.state_shape} and "
                              f"{(unwrapped.rows, unwrapped.cols)}; use the training backend and state pooling")
         trained_space, space = self.model.observation_space, unwrapped.observation_space
         if any(space[k] != trained_space[k] for k in ("state", "mask", "clicked")):
-            self._env = None
             raise ValueError(f"Expected the trained observation space {trained_space} (same mask size and grid as "
                              f"training), got {space}")
         if space["clicks"] != trained_space["clicks"]:
             warnings.warn(f"AlignSAM agent {self.run_dir} was trained with max_clicks="
                           f"{self.run_info['config']['max_clicks']} and runs with max_clicks={unwrapped.max_clicks}: "
-                          f"it sees the first {trained_space['clicks'].shape[0] // 3} prompts only", stacklevel=2)
+                          f"it sees the first {trained_space['clicks'].shape[0] // 3} prompts only", stacklevel=3)
         if unwrapped.backend.model_id != self.run_info["backend"]["model_id"]:
             trained = self.run_info["backend"]["description"]
             warnings.warn(f"AlignSAM agent {self.run_dir} was trained with backend {trained!r} "
-                          f"but is evaluated with {unwrapped.backend.description!r}", stacklevel=2)
+                          f"but is evaluated with {unwrapped.backend.description!r}", stacklevel=3)
 
     def act(self, observation: dict[str, np.ndarray], deterministic: bool) -> np.ndarray:
         """The model's action for ``observation``, already-clicked patches masked out."""
@@ -181,8 +182,9 @@ class AlignSAMPolicy(PromptPolicy):
             deterministic: Greedy action instead of a sample.
             action_masks: Valid actions (``env.action_masks()``); from the bound env when ``None``.
         """
-        if action_masks is None and self._env is not None:
-            action_masks = self._env.action_masks()
+        if action_masks is None and (self._env is not None or self._copies is not None):
+            masks = [env.action_masks() for env in self.envs]
+            action_masks = masks[0] if self._copies is None else np.stack(masks)
         observation = self._fit_clicks(observation)
         action, _ = self.model.predict(observation, state=state, episode_start=episode_start,
                                        deterministic=deterministic, action_masks=action_masks)

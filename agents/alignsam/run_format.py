@@ -370,7 +370,7 @@ def restore_model(model: Any, state: dict[str, Any], path: str | Path) -> None:
 def load_model(run_dir: str | Path, info: dict[str, Any], device: str) -> Any:
     """Rebuild the run's ``MaskablePPO`` model (without an env, for ``predict``) and load its weights."""
     from agents.alignsam.config import TrainConfig
-    from agents.alignsam.training import model_for_spaces
+    from agents.alignsam.model import model_for_spaces
 
     config = TrainConfig.from_dict(info["config"], require_all=True)
     model = model_for_spaces(config, space_from_json(info["spaces"]["observation"]),

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.alignsam.config import TrainConfig
+from agents.alignsam.model import ppo_arguments
 from agents.alignsam.run_format import (
     LEGACY_MODEL_FILE,
     MODEL_WEIGHTS,
@@ -54,7 +55,7 @@ from agents.alignsam.run_format import (
     write_checkpoint,
 )
 
-__all__ = ["TrainingInterrupted", "build_model", "make_train_env", "model_for_spaces", "train", "train_or_reuse"]
+__all__ = ["TrainingInterrupted", "build_model", "make_train_env", "train", "train_or_reuse"]
 
 #: Fields that may differ between the saved config and a ``--resume`` call.
 _RESUMABLE_CHANGES = {"timesteps", "out", "progress_bar", "extra", "device", "checkpoint_every", "torch_threads"}
@@ -105,43 +106,13 @@ def make_train_env(config: TrainConfig) -> tuple[Any, Any, Any]:
     return VecMonitor(venv), dataset, train_set
 
 
-def _ppo_arguments(config: TrainConfig, state_shape: Any) -> dict[str, Any]:
-    """``MaskablePPO``'s arguments (the policy: :class:`~agents.alignsam.features.AlignSAMExtractor` + MLP heads)."""
-    from agents.alignsam.features import AlignSAMExtractor
-
-    policy_kwargs = {
-        "features_extractor_class": AlignSAMExtractor,
-        "features_extractor_kwargs": {"state_shape": list(state_shape)},
-        "net_arch": {"pi": [256], "vf": [256]},
-    }
-    return {"learning_rate": config.learning_rate, "n_steps": config.n_steps, "batch_size": config.batch_size,
-            "n_epochs": config.n_epochs, "gamma": config.gamma, "gae_lambda": config.gae_lambda,
-            "clip_range": config.clip_range, "ent_coef": config.ent_coef, "policy_kwargs": policy_kwargs,
-            "seed": config.seed, "verbose": 0}
-
-
 def build_model(config: TrainConfig, vec_env: Any, tb_dir: Path | None) -> Any:
     """Create the ``MaskablePPO`` model with :class:`~agents.alignsam.features.AlignSAMExtractor`."""
     from sb3_contrib import MaskablePPO
 
     return MaskablePPO("MultiInputPolicy", vec_env, tensorboard_log=None if tb_dir is None else str(tb_dir),
                        device=resolve_device(config.device),
-                       **_ppo_arguments(config, vec_env.envs[0].unwrapped.state_shape))
-
-
-def model_for_spaces(config: TrainConfig, observation_space: Any, action_space: Any, state_shape: Any,
-                     device: str) -> Any:
-    """The ``MaskablePPO`` model of :func:`build_model` without an env (for ``predict``), as SB3's ``load`` builds it.
-
-    Like ``MaskablePPO.load``, this reseeds torch, numpy and ``random`` with ``config.seed``.
-    """
-    from sb3_contrib import MaskablePPO
-
-    model = MaskablePPO("MultiInputPolicy", None, device=device, _init_setup_model=False,  # type: ignore[arg-type]
-                        **_ppo_arguments(config, state_shape))
-    model.observation_space, model.action_space, model.n_envs = observation_space, action_space, config.n_envs
-    model._setup_model()
-    return model
+                       **ppo_arguments(config, vec_env.envs[0].unwrapped.state_shape))
 
 
 def _run_info(config: TrainConfig, vec_env: Any, dataset: Any, num_timesteps: int, split: dict[str, Any],

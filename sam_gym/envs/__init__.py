@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from sam_gym.envs.prompt_env import EpisodeView, SamPromptEnv
+from sam_gym.envs.episode import EpisodeView
+from sam_gym.envs.prompt_env import SamPromptEnv
 
 __all__ = ["EpisodeView", "SamPromptEnv"]

@@ -29,11 +29,12 @@ import numpy as np
 
 from sam_gym.backends.base import Embedding, Prediction
 from sam_gym.data import Sample
+from sam_gym.envs.episode import DecodeRequest, EpisodeView
 from sam_gym.grid import PatchGrid
 from sam_gym.metrics import iou
 
 if TYPE_CHECKING:
-    from sam_gym.envs.prompt_env import DecodeRequest, EpisodeView, SamPromptEnv
+    from sam_gym.envs.prompt_env import SamPromptEnv
 
 __all__ = ["Clicks", "EpisodeBatch", "EpisodeCore", "NewEpisode"]
 
@@ -169,8 +170,6 @@ class EpisodeCore:
     # ------------------------------------------------------------------ reset
     def start_requests(self, new: Sequence[NewEpisode]) -> list[DecodeRequest | None]:
         """The decoder calls of the new episodes' initial prompts (``None`` without prompts)."""
-        from sam_gym.envs.prompt_env import DecodeRequest
-
         out: list[DecodeRequest | None] = []
         for episode in new:
             if not episode.prompts:
@@ -395,9 +394,7 @@ class EpisodeCore:
         return valid
 
     def view(self, row: int, fresh_iou: bool | None = None) -> EpisodeView:
-        """Row ``row``'s episode as an :class:`~sam_gym.envs.prompt_env.EpisodeView` (its sub-env's generator)."""
-        from sam_gym.envs.prompt_env import EpisodeView
-
+        """Row ``row``'s episode as an :class:`~sam_gym.envs.episode.EpisodeView` (its sub-env's generator)."""
         env, s = self.env, self.state
         fresh = env.info_iou == "none" if fresh_iou is None else fresh_iou
         k = int(s.n_prompts[row])
@@ -417,8 +414,6 @@ class EpisodeCore:
         return n_points == 1 if multimask == "auto" else bool(multimask)
 
     def _click_requests(self, clicks: Clicks) -> list[DecodeRequest | None]:
-        from sam_gym.envs.prompt_env import DecodeRequest
-
         s = self.state
         out: list[DecodeRequest | None] = []
         click_xy = np.stack([clicks.x, clicks.y], axis=1).astype(np.float32)

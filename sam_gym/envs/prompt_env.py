@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,11 +16,10 @@ from sam_gym.backends.base import Embedding, Prediction
 from sam_gym.cache import EmbeddingCache
 from sam_gym.data import Sample, SegmentationDataset, check_sample, make_dataset
 from sam_gym.envs.core import DEFAULT_SUCCESS_IOU, REPEAT_PENALTY, STATE_BOUND, Clicks, EpisodeCore, NewEpisode
+from sam_gym.envs.episode import DecodeRequest, EpisodeView
 from sam_gym.grid import PatchGrid
-from sam_gym.metrics import iou
 
-__all__ = ["DEFAULT_SUCCESS_IOU", "REPEAT_PENALTY", "STATE_BOUND", "DecodeRequest", "EpisodeView",
-           "SamPromptEnv"]
+__all__ = ["DEFAULT_SUCCESS_IOU", "REPEAT_PENALTY", "STATE_BOUND", "SamPromptEnv"]
 
 logger = logging.getLogger("sam_gym")
 
@@ -33,87 +30,6 @@ MAX_INIT_PROMPTS = 2
 #: Default ``max_prompts``: the initial prompts plus the standard 20-click evaluation budget.
 DEFAULT_MAX_PROMPTS = MAX_INIT_PROMPTS + 20
 _announced_backends: set[str] = set()
-
-
-@dataclass(frozen=True)
-class EpisodeView:
-    """Everything about the current episode, for hooks and privileged policies.
-
-    Returned by :meth:`SamPromptEnv.episode_view`, the one documented way for code outside the env
-    (label and init-prompt hooks, baseline policies, evaluation) to see more than the observation.
-    ``sample.target`` and ``sample.void`` are ground truth: a policy that reads them is an *oracle*
-    and must say so (``oracle = True``), and results tables mark it.
-
-    Attributes:
-        sample: The image, ground truth (``target``, ``void``) and ids of the episode.
-        embedding: The backend's embedding of the image.
-        backend: The backend (for policies that decode proposals themselves).
-        grid: The patch grid (the action -> point mapping).
-        points: ``(N, 2)`` float32 ``(x, y)`` prompts so far in image pixels (initial prompts first).
-        labels: ``(N,)`` int64 labels of ``points``, 1 foreground / 0 background.
-        n_init: Number of initial prompts at the start of ``points``.
-        n_clicks: Agent clicks so far (repeats included).
-        max_clicks: The click budget.
-        prediction: The last decoder output (``None`` before any prompt).
-        mask_logits: The chosen proposal's ``(1, h, w)`` low-res logits (``None`` before any prompt).
-        mask: The current ``(H, W)`` bool mask (all ``False`` before any prompt); computed at full
-            resolution on first access, so a hook that reads only ``mask_logits`` never pays for it.
-        iou: IoU of ``mask`` with the target, void excluded (likewise computed on first access
-            unless the env already has it, ``info_iou="full"``).
-        np_random: The env's random generator (hooks must draw from it, for reproducibility).
-    """
-
-    sample: Sample
-    embedding: Embedding
-    backend: PromptableSegmenter
-    grid: PatchGrid
-    points: np.ndarray
-    labels: np.ndarray
-    n_init: int
-    n_clicks: int
-    max_clicks: int
-    prediction: Prediction | None
-    mask_logits: Any
-    np_random: np.random.Generator
-    known_iou: float | None = field(default=None, repr=False, compare=False)
-
-    @cached_property
-    def mask(self) -> np.ndarray:
-        """The current ``(H, W)`` bool mask, indexed ``[row, col]`` (memoised by the prediction)."""
-        if self.prediction is None:
-            return np.zeros(self.sample.target.shape, dtype=bool)
-        return self.prediction.mask(self.prediction.best)
-
-    @cached_property
-    def iou(self) -> float:
-        """IoU of :attr:`mask` with the target, void excluded."""
-        if self.known_iou is not None:
-            return self.known_iou
-        return 0.0 if self.prediction is None else iou(self.mask, self.sample.target, self.sample.void)
-
-
-@dataclass(frozen=True)
-class DecodeRequest:
-    """One decoder call that an env needs before it can finish a reset or a step.
-
-    Returned by :meth:`SamPromptEnv.prepare_reset` / :meth:`SamPromptEnv.prepare_step`, so that a
-    vector env can run the requests of all its sub-envs as one batched
-    ``backend.decode_batch(...)`` call. Points are ``(x, y)`` in original-image pixels (``x`` right,
-    ``y`` down; the pixel is ``(floor(y), floor(x))``), labels 1 foreground / 0 background.
-
-    Attributes:
-        embedding: The image's embedding.
-        points: ``(N, 2)`` float32 ``(x, y)`` prompts.
-        labels: ``(N,)`` int64 labels.
-        mask_input: The previous ``(1, h, w)`` low-res logits, or ``None``.
-        multimask: Whether to ask for 3 proposals.
-    """
-
-    embedding: Embedding
-    points: np.ndarray
-    labels: np.ndarray
-    mask_input: Any
-    multimask: bool
 
 
 #: ``label_mode`` callable: ``(view, (x, y)) -> 0 | 1``.

@@ -31,7 +31,8 @@ from gymnasium.vector.utils import batch_space
 
 from sam_gym.backends.base import Prediction
 from sam_gym.envs.core import EpisodeCore
-from sam_gym.envs.prompt_env import DecodeRequest, SamPromptEnv
+from sam_gym.envs.episode import DecodeRequest
+from sam_gym.envs.prompt_env import SamPromptEnv
 
 __all__ = ["SamPromptVectorEnv"]
 

@@ -34,9 +34,9 @@ Modules, by consumer:
 
 * :mod:`~agents.alignsam.srm.module`: the network (:class:`SemanticRecalibrationModule`) and :func:`srm_loss`;
 * :mod:`~agents.alignsam.srm.recalibrator`: :class:`SRMConfig` and :class:`Recalibrator` (inputs,
-  replay buffer, optimiser, warm-up, metrics, save / load as ``srm.json`` + ``srm.pt``);
-* :mod:`~agents.alignsam.srm.hooks`: the env's label / initial-prompt callables and
-  :class:`SRMCallback` (Stable-Baselines3).
+  replay buffer, optimiser, warm-up, metrics, save / load as ``srm.json`` + ``srm.pt``) and the
+  env's label / initial-prompt callables that read its map;
+* :mod:`~agents.alignsam.srm.hooks`: :class:`SRMCallback`, which trains it during PPO (Stable-Baselines3).
 """
 
 from agents.alignsam.srm.hooks import SRMCallback

@@ -12,13 +12,12 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import cv2
 import numpy as np
 import torch
 
-from agents.alignsam.srm.hooks import _InitialPrompts, _Labeller
 from agents.alignsam.srm.module import CONTEXT_CHANNELS, SemanticRecalibrationModule, srm_loss
 from sam_gym.atomic import atomic_write, atomic_write_bytes
 from sam_gym.data.hashing import image_hash
@@ -375,6 +374,41 @@ class Recalibrator:
         except (RuntimeError, KeyError, ValueError) as exc:
             raise ValueError(f"Expected {weights_path} to match {config_path}: {exc}") from exc
         return srm
+
+
+class _Labeller:
+    """``label_mode`` callable: 1 where the SRM's map at the clicked point is at least 0.5."""
+
+    #: How reports name this label source (``sam_gym.evaluation.policy_protocol``).
+    name: ClassVar[str] = "srm.Labeller"
+
+    def __init__(self, srm: Recalibrator) -> None:
+        self.srm = srm
+
+    def __call__(self, view: EpisodeView, point: tuple[float, float]) -> int:
+        prob = self.srm.prob_map(view)
+        return int(prob.flat[self.srm.map_grid(view).point_to_cell(point[0], point[1])] >= 0.5)
+
+    def __repr__(self) -> str:
+        return "SRM labeller"
+
+
+class _InitialPrompts:
+    """``init_prompts`` callable: the SRM map's highest cell (positive) and lowest cell (negative)."""
+
+    #: How reports name this prompt source (``sam_gym.evaluation.policy_protocol``).
+    name: ClassVar[str] = "srm.InitialPrompts"
+
+    def __init__(self, srm: Recalibrator) -> None:
+        self.srm = srm
+
+    def __call__(self, view: EpisodeView) -> list[tuple[float, float, int]]:
+        prob = self.srm.prob_map(view, with_mask=False)
+        grid = self.srm.map_grid(view)
+        return [(*grid.cell_to_point(int(cell)), label) for cell, label in ((np.argmax(prob), 1), (np.argmin(prob), 0))]
+
+    def __repr__(self) -> str:
+        return "SRM initial prompts"
 
 
 def _context(plain: np.ndarray, mask: np.ndarray, cells: np.ndarray, labels: np.ndarray) -> np.ndarray:
