@@ -60,8 +60,8 @@ class TrainConfig:
     """Adam learning rate of the SRM (not given in the paper)."""
     srm_context: bool = True
     """Give the SRM four context channels (feature distances to the mask's inside / outside means and to
-    the prompts' features; see ``agents.alignsam.srm.SRMConfig``). Not in the paper: with the paper's
-    input the SRM labelled 39 % of held-out foreground cells correctly, with them 69 % (docs/alignsam.md)."""
+    the prompts' features; see ``agents.alignsam.srm.SRMConfig``). Not in the paper: it is a listed
+    deviation, kept for the held-out label accuracy measured in ``docs/alignsam.md``."""
     srm_warmup_steps: int = 400
     """Supervised SRM steps (minibatch 16) on the training split before PPO starts (not in the paper, which
     trains the SRM online only; 0 disables). The online updates during PPO follow as in the paper."""

@@ -4,7 +4,7 @@ Masks may be binary (0/255, 0/1, 1-bit), palette-index or instance-id maps, or c
 Void values (GrabCut's 128, VOC's 255) are read into ``Sample.void``. Every problem that can be
 found without knowing the env (missing folder, image without a mask, unreadable, empty or truncated
 file, size mismatch, mask without foreground or without background) is found at construction,
-where every image and mask is decoded once (0.6-5 ms per image on the shared benchmark folders):
+where every image and mask is decoded once (its cost is measured in ``docs/evaluation.md``):
 it raises a ``ValueError`` listing the files, or, with ``on_error="skip"``, drops those files with
 one warning and lists them in :attr:`FolderDataset.skipped`. Two files with the same stem in one
 folder (``a.png``, ``a.jpg``) are always an error. What depends on the env (an image smaller than
