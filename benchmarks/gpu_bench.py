@@ -34,6 +34,7 @@ import numpy as np
 
 from sam_gym.backends.base import PromptableSegmenter
 from sam_gym.benchmark import (
+    InMemory,
     gpu_mem_gb,
     machine_description,
     make_vector_env,
@@ -46,7 +47,6 @@ from sam_gym.benchmark import (
 )
 from sam_gym.cache import EmbeddingCache
 from sam_gym.data import make_dataset
-from sam_gym.data.subset import Subset
 from sam_gym.envs import SamPromptEnv
 
 #: Sizes of a full (GPU) run and of ``--tiny`` (CPU check).
@@ -133,7 +133,7 @@ def run(device: str, tiny: bool, out: Path) -> dict[str, Any]:
 
     started = time.perf_counter()
     sizes = TINY if tiny else FULL
-    images = Subset(make_dataset("synthetic-shapes"), range(4))
+    images = InMemory(make_dataset("synthetic-shapes"), 4)
     results: dict[str, Any] = {"device": device, "tiny": tiny, "sizes": sizes, "env_kwargs": ENV_KWARGS,
                                "dataset": images.name, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                                "weights": "random (decoder cost as trained; masks meaningless)", "seconds": {},

@@ -51,13 +51,14 @@ from typing import Any
 import numpy as np
 
 from sam_gym.backends.base import PromptableSegmenter
-from sam_gym.data import SegmentationDataset
+from sam_gym.data import Sample, SegmentationDataset
 from sam_gym.envs.prompt_env import SamPromptEnv
 from sam_gym.memory import rss_bytes
 
 __all__ = [
     "REQUIRED_KEYS",
     "DecoderClock",
+    "InMemory",
     "cache_hit_reset_ms",
     "encoder_images_per_s",
     "env_and_decoder_rates",
@@ -95,6 +96,25 @@ REQUIRED_KEYS = (
 
 #: The registered env every measurement builds (its keyword variants come from ``env_kwargs``).
 ENV_ID = "SamPrompt-v0"
+
+
+class InMemory:
+    """The first ``n`` samples of a dataset, read once and held, so that no timing includes reading an image.
+
+    Args:
+        dataset: Any dataset.
+        n: How many of its first samples to hold.
+    """
+
+    def __init__(self, dataset: SegmentationDataset, n: int) -> None:
+        self.samples = [dataset[i] for i in range(min(int(n), len(dataset)))]
+        self.name = f"{dataset.name}[:{len(self.samples)}]"
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> Sample:
+        return self.samples[index]
 
 
 def synchronize(backend: PromptableSegmenter) -> None:
@@ -530,7 +550,8 @@ def run_benchmark(
 
     Args:
         backend: The backend (shared by all envs through one embedding cache).
-        dataset: The images (its first ``max(encoder_images, 4)`` samples are used).
+        dataset: The images (its first ``max(encoder_images, 4)`` samples are used, held in memory:
+            :class:`InMemory`, so that no figure includes reading or drawing an image).
         batches: Vector-env batch sizes (for ``vector_steps_per_s``, ``env_over_decoder_per_batch``
             and ``overhead_us_per_substep``).
         steps: Timed single-env steps (and the same steps' decoder calls).
@@ -546,7 +567,6 @@ def run_benchmark(
     """
     from sam_gym.backends.null import NullBackend
     from sam_gym.cache import EmbeddingCache
-    from sam_gym.data.subset import Subset
 
     if steps < 1 or any(int(b) < 1 for b in batches):
         raise ValueError(f"Expected steps >= 1 and positive batch sizes, got steps={steps}, batches={list(batches)}")
@@ -560,7 +580,7 @@ def run_benchmark(
             torch.cuda.reset_peak_memory_stats()
     env_kwargs = dict(env_kwargs or {})
     n_images = min(len(dataset), max(encoder_images, 4))
-    images = Subset(dataset, range(n_images))
+    images = InMemory(dataset, n_images)
     cache = EmbeddingCache(backend, max_items=max(64, n_images))
     env = SamPromptEnv(dataset=images, cache=cache, **env_kwargs)
     stub = isinstance(backend, NullBackend)
