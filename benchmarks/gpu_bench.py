@@ -74,7 +74,7 @@ def _decoder_figures(backend: PromptableSegmenter, images: Any, sizes: dict[str,
     for batch in sizes["batches"]:
         timing = vector_step_timing(lambda n: make_vector_env(n, images, cache, **ENV_KWARGS), backend, batch,
                                     sizes["steps"], warmup=sizes["warmup"])
-        step_s, decoder_s = float(timing["step_s"] or 0.0), float(timing["decoder_s"] or 0.0)
+        step_s, decoder_s = timing.step_s, float(timing.decoder_s or 0.0)
         per_batch[str(batch)] = {
             "env_steps_per_s": batch / step_s,
             "decoder_prompts_per_s": batch / decoder_s,

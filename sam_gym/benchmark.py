@@ -39,12 +39,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import gc
-import math
 import os
 import platform
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -59,6 +59,7 @@ __all__ = [
     "REQUIRED_KEYS",
     "DecoderClock",
     "InMemory",
+    "VectorTiming",
     "cache_hit_reset_ms",
     "encoder_images_per_s",
     "env_and_decoder_rates",
@@ -338,10 +339,28 @@ def _vector_pass(venv: Any, backend: PromptableSegmenter, steps: int, seed: int,
     return total / steps
 
 
+@dataclass(frozen=True)
+class VectorTiming:
+    """What :func:`vector_step_timing` measured.
+
+    Attributes:
+        step_s: Mean seconds per vector step.
+        decoder_s: Mean seconds of the decoder calls per vector step (``None`` if not timed).
+    """
+
+    step_s: float
+    decoder_s: float | None
+
+    @property
+    def env_over_decoder(self) -> float | None:
+        """``step_s / decoder_s``, or ``None`` when the decoder was not timed."""
+        return None if self.decoder_s is None else self.step_s / self.decoder_s
+
+
 def vector_step_timing(
     make_vector_env: Callable[[int], Any], backend: PromptableSegmenter, batch: int, steps: int, seed: int = 0,
     warmup: int = 3, decoder: bool = True,
-) -> dict[str, float | None]:
+) -> VectorTiming:
     """Time the vector env's steps and, with ``decoder``, the decoder calls inside them (same episodes).
 
     Args:
@@ -354,8 +373,7 @@ def vector_step_timing(
         decoder: Also run the second pass that times the decoder calls.
 
     Returns:
-        ``step_s`` (mean seconds per vector step), ``decoder_s`` (mean seconds of decoder calls per
-        vector step, ``None`` without ``decoder``) and ``env_over_decoder`` (their ratio, or ``None``).
+        The mean vector step time and, with ``decoder``, the mean decoder time per vector step.
     """
     venv = make_vector_env(batch)
     try:
@@ -367,8 +385,7 @@ def vector_step_timing(
             _check_decoded(clock, steps)
     finally:
         venv.close()
-    return {"step_s": step_s, "decoder_s": decoder_s,
-            "env_over_decoder": None if decoder_s is None else step_s / decoder_s}
+    return VectorTiming(step_s, decoder_s)
 
 
 def overhead_us_per_substep(
@@ -401,7 +418,7 @@ def overhead_us_per_substep(
     for batch in batches:
         timing = vector_step_timing(lambda n: make_vector_env(n, dataset, cache, **env_kwargs), null, int(batch),
                                     steps, seed, warmup, decoder=False)
-        out[str(int(batch))] = 1e6 * float(timing["step_s"] or 0.0) / int(batch)
+        out[str(int(batch))] = 1e6 * timing.step_s / int(batch)
     return out
 
 
@@ -624,8 +641,8 @@ def run_benchmark(
         key = str(int(batch))
         timing = vector_step_timing(lambda n: make_vector_env(n, images, cache, **env_kwargs), backend, int(batch),
                                     n_vector, seed)
-        vector[key] = int(batch) / float(timing["step_s"] or math.inf)
-        ratios[key] = timing["env_over_decoder"]
+        vector[key] = int(batch) / timing.step_s
+        ratios[key] = timing.env_over_decoder
         log(f"vector env, batch {batch}: {vector[key]:.1f} steps/s (all sub-envs), "
             f"env / decoder = {ratios[key]:.3f}")
     results["vector_steps_per_s"] = vector
