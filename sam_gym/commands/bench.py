@@ -65,7 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="vector-env batch sizes, comma-separated, for the vector, decoder-ratio and null-backend "
                              "overhead figures (default: 1,8,64,256)")
     parser.add_argument("--steps", type=int, default=200,
-                        help="timed single-env steps and replayed decoder calls (default: %(default)s)")
+                        help="timed single-env steps (and the same steps' decoder calls) (default: %(default)s)")
     parser.add_argument("--vector-steps", type=int, default=None,
                         help="timed vector-env steps per batch size and pass (default: max(2, steps / 4))")
     parser.add_argument("--train-envs", type=int, default=8,
