@@ -4,11 +4,15 @@ Keys are content hashes: ``sha256(image bytes, shape)`` together with the backen
 (which names the weights and the preprocessing), so a changed image or model never hits a stale
 entry. Two levels:
 
-* a bounded in-memory LRU of backend-native embeddings (on the backend's device: a GPU-resident
-  SAM embedding is never copied back to the host on a hit);
+* an in-memory LRU of backend-native embeddings, bounded in entries (``max_items``) and in bytes
+  (``max_bytes``). Entries stay on the backend's device in the backend's dtype: a GPU-resident SAM
+  embedding is never copied back to the host on a hit, and with ``half=True`` it is bf16, 2 MiB
+  instead of float32's 4 MiB;
 * an optional on-disk store under ``cache_dir/<model_id>/<key>.npz``, written atomically (temporary
   file then ``os.replace``) and validated on read (format version, key, model id and a sha256 of
-  the arrays). A corrupt or mismatched entry is recomputed with a warning, never a crash.
+  the arrays). A corrupt or mismatched entry is recomputed with a warning, never a crash. The
+  backend's ``embedding_from_arrays`` puts an entry read from disk straight onto its device, in its
+  dtype (``sam-gym cache`` precomputes the store).
 """
 
 from __future__ import annotations
@@ -28,11 +32,26 @@ from sam_gym.atomic import atomic_write
 from sam_gym.backends.base import Embedding, PromptableSegmenter, validate_image
 from sam_gym.data.hashing import image_hash
 
-__all__ = ["CacheStats", "EmbeddingCache"]
+__all__ = ["DEFAULT_MAX_BYTES", "CacheStats", "EmbeddingCache", "embedding_nbytes"]
 
 logger = logging.getLogger(__name__)
 
 _FORMAT_VERSION = 1
+#: Default byte bound of the in-memory LRU: 4 GiB, 1024 float32 SAM embeddings (2048 in bf16).
+DEFAULT_MAX_BYTES = 4 * 2**30
+
+
+def embedding_nbytes(embedding: Embedding) -> int:
+    """Bytes held by an embedding: its features (numpy array or torch tensor, on any device) and extras.
+
+    Storage shared between embeddings (the null backend's one zero map) is counted for each of them.
+    """
+    features = embedding.features
+    if hasattr(features, "element_size") and hasattr(features, "numel"):  # a torch tensor, without importing torch
+        size = int(features.element_size()) * int(features.numel())
+    else:
+        size = int(np.asarray(features).nbytes)
+    return size + sum(int(np.asarray(v).nbytes) for v in embedding.extras.values())
 
 
 def _arrays_digest(arrays: dict[str, np.ndarray]) -> str:
@@ -67,7 +86,11 @@ class EmbeddingCache:
     Args:
         backend: The backend whose embeddings are cached.
         cache_dir: Folder of the on-disk store, or ``None`` for memory only.
-        max_items: Capacity of the in-memory LRU (embeddings, not bytes; a SAM embedding is 4 MiB).
+        max_items: Most embeddings in the in-memory LRU.
+        max_bytes: Most bytes in the in-memory LRU (:func:`embedding_nbytes`: a SAM embedding is
+            4 MiB in float32, 2 MiB in bf16), or ``None`` for no byte bound. The least recently used
+            entries are evicted until both bounds hold; the newest entry is always kept, even if it
+            alone is larger than ``max_bytes``.
 
     Example:
         >>> from sam_gym.backends import make_backend
@@ -79,13 +102,24 @@ class EmbeddingCache:
         (1, 1)
     """
 
-    def __init__(self, backend: PromptableSegmenter, cache_dir: str | Path | None = None, max_items: int = 64) -> None:
-        if not isinstance(max_items, int) or max_items < 1:
+    def __init__(
+        self,
+        backend: PromptableSegmenter,
+        cache_dir: str | Path | None = None,
+        max_items: int = 64,
+        max_bytes: int | None = DEFAULT_MAX_BYTES,
+    ) -> None:
+        if not isinstance(max_items, int) or isinstance(max_items, bool) or max_items < 1:
             raise ValueError(f"Expected max_items to be a positive integer, got {max_items!r}")
+        if max_bytes is not None and (not isinstance(max_bytes, int) or isinstance(max_bytes, bool) or max_bytes < 1):
+            raise ValueError(f"Expected max_bytes to be a positive integer or None, got {max_bytes!r}")
         self.backend = backend
         self.max_items = max_items
+        self.max_bytes = max_bytes
         self.stats = CacheStats()
         self._memory: OrderedDict[str, Embedding] = OrderedDict()
+        self._sizes: dict[str, int] = {}
+        self._nbytes = 0
         self.directory: Path | None = None
         if cache_dir is not None:
             safe_model = re.sub(r"[^A-Za-z0-9._-]+", "_", backend.model_id)[:120]
@@ -99,6 +133,11 @@ class EmbeddingCache:
 
     def __len__(self) -> int:
         return len(self._memory)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the embeddings in the in-memory LRU (:func:`embedding_nbytes`, on whatever device)."""
+        return self._nbytes
 
     def key(self, image: np.ndarray) -> str:
         """Return the cache key of ``image`` for this cache's backend."""
@@ -136,12 +175,21 @@ class EmbeddingCache:
     def clear_memory(self) -> None:
         """Drop the in-memory entries (the on-disk store is kept)."""
         self._memory.clear()
+        self._sizes.clear()
+        self._nbytes = 0
 
     def _remember(self, key: str, embedding: Embedding) -> None:
+        if key in self._memory:
+            self._nbytes -= self._sizes[key]
         self._memory[key] = embedding
         self._memory.move_to_end(key)
-        while len(self._memory) > self.max_items:
-            self._memory.popitem(last=False)
+        self._sizes[key] = embedding_nbytes(embedding)
+        self._nbytes += self._sizes[key]
+        while len(self._memory) > 1 and (
+            len(self._memory) > self.max_items or (self.max_bytes is not None and self._nbytes > self.max_bytes)
+        ):
+            old, _ = self._memory.popitem(last=False)
+            self._nbytes -= self._sizes.pop(old)
 
     def _path(self, key: str) -> Path:
         assert self.directory is not None  # internal invariant, not user input

@@ -39,6 +39,8 @@ BACKENDS: dict[str, Entry] = {
                        kwargs={"model_type": "vit_b"}, checkpoint=True),
     "mobilesam_vit_t": Entry("sam_gym.backends.sam:SamBackend", "MobileSAM ViT-T (mobilesam-mirror)",
                              kwargs={"model_type": "vit_t"}, checkpoint=True),
+    "null": Entry("sam_gym.backends.null:NullBackend",
+                  "measuring stub with SAM's shapes and fixed outputs at no cost, NOT a segmenter (sam-gym bench)"),
 }
 #: Short aliases accepted by :func:`make_backend`.
 ALIASES = {"vit_h": "sam_vit_h", "vit_l": "sam_vit_l", "vit_b": "sam_vit_b", "vit_t": "mobilesam_vit_t",

@@ -46,7 +46,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
 
 __all__ = ["CPU_DECODER_BATCH", "SamBackend"]
 
-_DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+_DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16"}
 
 #: Default ``decoder_batch`` on the CPU (prompts per mask-decoder call in ``decode_batch``).
 CPU_DECODER_BATCH = 2
@@ -79,7 +79,8 @@ class SamBackend(PromptableSegmenter):
         model: The wrapped ``Sam`` module (eval mode, gradients off) on ``device``.
         model_type: ``"vit_h"``, ``"vit_l"``, ``"vit_b"`` or ``"vit_t"``.
         device: The torch device everything runs on.
-        dtype: Dtype of the image encoder and mask decoder (float32, or bf16/fp16 with ``half``).
+        dtype: Dtype of the image encoder and mask decoder, and of the embeddings (float32, or bf16
+            with ``half``; never fp16, whose range SAM's ViT LayerNorms overflow).
         img_size: Side of the square encoder input (the padded frame), in pixels.
         checkpoint_path: The weights file loaded, or ``None`` (random init or injected model).
         weights_sha256: SHA-256 of that file, or of the initial state dict when there is no file.
@@ -106,8 +107,10 @@ class SamBackend(PromptableSegmenter):
                 see :func:`sam_gym.backends.weights.resolve_checkpoint`. Must stay ``"auto"`` when
                 ``model`` is given.
             device: Torch device; default CUDA when available, else CPU.
-            half: Run the image encoder and mask decoder in bf16 (fp16 where the GPU lacks bf16);
-                CUDA only. The prompt encoder and all outputs stay float32.
+            half: Run the image encoder and mask decoder in bf16, CUDA only; the embeddings (and the
+                cache entries) are bf16 too, half of float32's size. The prompt encoder and all other
+                outputs stay float32. A GPU without bf16 is refused rather than run in fp16: SAM's
+                ViT encoder overflows in fp16 (its LayerNorms; segment-anything issue 540).
             model: An already-built ``Sam`` module (e.g. a tiny one in tests) used with its current
                 weights instead of building ``model_type``.
             decoder_batch: Most prompts per mask-decoder call in :meth:`decode_batch`. ``None``: all
@@ -115,7 +118,7 @@ class SamBackend(PromptableSegmenter):
                 (measured in ``docs/benchmarks.md``).
 
         Raises:
-            ValueError: For an unknown ``model_type``, a bad ``device``, ``half`` without CUDA, a
+            ValueError: For an unknown ``model_type``, a bad ``device``, ``half`` without CUDA or bf16, a
                 checkpoint with ``model``, a missing, unreadable or unfitting checkpoint file
                 (:func:`sam_gym.backends.sam_build.build_sam_model`), or ``decoder_batch`` below 1.
             ImportError: If segment-anything / mobile_sam (or torch) is not installed.
@@ -130,13 +133,15 @@ class SamBackend(PromptableSegmenter):
         self.device = select_device(device)
         if half and self.device.type != "cuda":
             raise ValueError(
-                f"Expected half=True only on a CUDA device (bf16/fp16 inference), "
+                f"Expected half=True only on a CUDA device (bf16 inference), "
                 f"got device {str(self.device)!r}; use half=False on CPU"
             )
-        if half:
-            self.dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        else:
-            self.dtype = torch.float32
+        if half and not torch.cuda.is_bf16_supported():
+            raise ValueError(
+                f"Expected a GPU with bf16 for half=True, got device {str(self.device)!r} without bf16; use "
+                f"half=False (fp16 is not offered: SAM's ViT encoder overflows in fp16)"
+            )
+        self.dtype = torch.bfloat16 if half else torch.float32
         if decoder_batch is None and self.device.type == "cpu":
             decoder_batch = CPU_DECODER_BATCH
         self.decoder_batch = decoder_batch
@@ -353,30 +358,40 @@ class SamBackend(PromptableSegmenter):
     # ------------------------------------------------------------------ cache
 
     def embedding_to_arrays(self, embedding: Embedding) -> dict[str, np.ndarray]:
-        """Convert an embedding to host arrays for the cache.
+        """Convert an embedding to host arrays for the cache, in the backend's dtype.
 
-        ``features`` is stored as float32 ``(1, C, h, w)`` (exact for fp32, bf16 and fp16 features),
-        with ``image_size`` and ``extra_input_size``.
+        Float32 features are stored as ``features``, float32 ``(1, C, h, w)``; bf16 features
+        (``half=True``) as ``features_bf16``, their raw bits as uint16 (half the bytes, exact).
+        With them ``image_size`` and ``extra_input_size``.
         """
-        features = self._features(embedding)
-        out = {
-            "features": features.detach().to("cpu", torch.float32).numpy().copy(),
-            "image_size": np.asarray(embedding.image_size, dtype=np.int64),
-        }
+        features = self._features(embedding).detach()
+        if features.dtype == torch.bfloat16:
+            out = {"features_bf16": features.to("cpu").view(torch.int16).numpy().view(np.uint16).copy()}
+        else:
+            out = {"features": features.to("cpu", torch.float32).numpy().copy()}
+        out["image_size"] = np.asarray(embedding.image_size, dtype=np.int64)
         out.update({f"extra_{k}": np.asarray(v) for k, v in embedding.extras.items()})
         return out
 
     def embedding_from_arrays(self, arrays: Mapping[str, np.ndarray]) -> Embedding:
-        """Inverse of :meth:`embedding_to_arrays`: the features go back to the device and dtype."""
-        features = np.asarray(arrays["features"])
-        if features.shape != (1, *self.embedding_shape):
+        """Inverse of :meth:`embedding_to_arrays`: the stored bytes go straight to the device, in its dtype.
+
+        Entries of either form are read (float32 ones written before bf16 storage existed, too).
+        """
+        name = "features_bf16" if "features_bf16" in arrays else "features"
+        features = np.asarray(arrays[name])
+        expected_dtype = np.uint16 if name == "features_bf16" else np.float32
+        if features.shape != (1, *self.embedding_shape) or features.dtype != expected_dtype:
             raise ValueError(
-                f"Expected cached features of shape {(1, *self.embedding_shape)} for {self.model_id}, "
-                f"got {features.shape}"
+                f"Expected cached {name} of shape {(1, *self.embedding_shape)} and dtype "
+                f"{np.dtype(expected_dtype).name} for {self.model_id}, got {features.shape} {features.dtype}"
             )
         extras = {k[len("extra_") :]: np.asarray(v) for k, v in arrays.items() if k.startswith("extra_")}
         h, w = (int(v) for v in arrays["image_size"])
-        tensor = torch.from_numpy(np.ascontiguousarray(features)).to(self.device, self.dtype)
+        host = np.ascontiguousarray(features)
+        stored = torch.from_numpy(host.view(np.int16)).view(torch.bfloat16) if name == "features_bf16" else (
+            torch.from_numpy(host))
+        tensor = stored.to(self.device).to(self.dtype)  # the stored bytes cross once; any cast runs on the device
         return Embedding(features=tensor, image_size=(h, w), extras=extras)
 
     # ------------------------------------------------------------------ helpers
