@@ -461,10 +461,11 @@ def train_env_steps_per_s(
 
     venv = make_sb3_vec_env(n_envs, dataset=dataset, cache=cache, **dict(env_kwargs or {}))
     buffer = n_envs * n_steps
+    batch_size = _minibatch(buffer)
     settings = {"algorithm": "sb3_contrib.MaskablePPO", "policy": "MultiInputPolicy", "n_envs": n_envs,
-                "n_steps": n_steps, "batch_size": _minibatch(buffer), "n_epochs": n_epochs, "rollouts": rollouts,
+                "n_steps": n_steps, "batch_size": batch_size, "n_epochs": n_epochs, "rollouts": rollouts,
                 "net_arch": {"pi": [256], "vf": [256]}, "device": device}
-    model = MaskablePPO("MultiInputPolicy", venv, n_steps=n_steps, batch_size=settings["batch_size"],
+    model = MaskablePPO("MultiInputPolicy", venv, n_steps=n_steps, batch_size=batch_size,
                         n_epochs=n_epochs, seed=seed, device=device, verbose=0,
                         policy_kwargs={"net_arch": settings["net_arch"]})
     model.learn(buffer)
@@ -649,8 +650,8 @@ def run_benchmark(
     results["env_over_decoder_per_batch"] = ratios
     results["vector_steps"] = n_vector
 
-    null = backend if stub else NullBackend(device=None if getattr(backend, "device", None) is None
-                                            else str(backend.device))
+    device = getattr(backend, "device", None)  # SAM backends have one; weight-free ones do not
+    null = backend if stub else NullBackend(device=None if device is None else str(device))
     results["overhead_backend"] = null.description
     results["overhead_us_per_substep"] = overhead_us_per_substep(images, batches, n_vector, seed, env_kwargs,
                                                                  backend=null)

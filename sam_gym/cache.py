@@ -25,6 +25,7 @@ import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -202,7 +203,8 @@ class EmbeddingCache:
         path = self._path(key)
         meta_bytes = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
         try:
-            atomic_write(path, lambda fh: np.savez(fh, __meta__=meta_bytes, **arrays))
+            payload: dict[str, Any] = {"__meta__": meta_bytes, **arrays}
+            atomic_write(path, lambda fh: np.savez(fh, **payload))
         except OSError as exc:
             warnings.warn(f"Could not write the embedding cache entry {path}: {exc}", stacklevel=3)
 

@@ -15,13 +15,20 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from sam_gym.data.hashing import sample_digests
 from sam_gym.memory import PeakMemory
 from sam_gym.protocol import ProtocolPolicy, privileges
+
+if TYPE_CHECKING:
+    import gymnasium as gym
+
+    from sam_gym.cache import EmbeddingCache
+    from sam_gym.data.base import SegmentationDataset
+    from sam_gym.policy import PolicyPredictor
 
 __all__ = [
     "EpisodeRecord",
@@ -126,7 +133,8 @@ def final_mask_metrics(mask: np.ndarray, target: np.ndarray, void: np.ndarray | 
 
 
 def run_episode(
-    policy: Any, env: Any, index: int, seed: int, deterministic: bool = True, record_masks: bool = False,
+    policy: PolicyPredictor, env: gym.Env[Any, Any], index: int, seed: int, deterministic: bool = True,
+    record_masks: bool = False,
     task_metrics: bool = False,
 ) -> EpisodeRecord:
     """Run one episode of ``policy`` on sample ``index`` of ``env``'s dataset.
@@ -143,8 +151,12 @@ def run_episode(
             ``record.masks`` (for episode strips; costs one ``(H, W)`` bool copy per click).
         task_metrics: Score the final mask with :func:`final_mask_metrics` into ``record.task_metrics``.
     """
-    obs, info = env.reset(seed=seed, options={"index": index})
+    from sam_gym.envs import SamPromptEnv
+
     unwrapped = env.unwrapped
+    if not isinstance(unwrapped, SamPromptEnv):
+        raise TypeError(f"Expected a SamPromptEnv (or a wrapper of one) to evaluate in, got {type(unwrapped).__name__}")
+    obs, info = env.reset(seed=seed, options={"index": index})
     view = unwrapped.episode_view()
     record = EpisodeRecord(index=index, image_id=view.sample.key, seed=seed, init_iou=float(info["iou"]),
                            init_points=[(float(x), float(y)) for x, y in view.points],
@@ -165,7 +177,8 @@ def run_episode(
         record.ious.append(float(info["iou"]))
         record.rewards.append(float(reward))
         record.on_target.append(bool(info["on_target"]))
-        record.points.append(tuple(float(v) for v in info["point"]))
+        x, y = info["point"]
+        record.points.append((float(x), float(y)))
         record.labels.append(int(info["label"]))
         if record.masks is not None:
             record.masks.append(unwrapped.episode_view().mask.copy())
@@ -178,7 +191,8 @@ def run_episode(
 
 
 def run_episodes(
-    policy: Any, env: Any, indices: Iterable[int], seeds: Iterable[int] = (0,), deterministic: bool = True,
+    policy: PolicyPredictor, env: gym.Env[Any, Any], indices: Iterable[int], seeds: Iterable[int] = (0,),
+    deterministic: bool = True,
     progress: Callable[[], Any] | None = None, record_masks: int = 0, task_metrics: bool = False,
 ) -> list[EpisodeRecord]:
     """Run ``policy`` on every ``(seed, index)`` pair, binding it to ``env`` first if it has ``bind``.
@@ -198,7 +212,7 @@ def run_episodes(
     """
     if hasattr(policy, "bind"):
         policy.bind(env)
-    records = []
+    records: list[EpisodeRecord] = []
     indices = list(indices)
     for seed in seeds:
         for index in indices:
@@ -314,7 +328,7 @@ class PreparedEpisodes:
 
 
 def prepare_episodes(
-    cache: Any, dataset: Any, indices: Iterable[int], *, grid: tuple[int, int] = (10, 10),
+    cache: EmbeddingCache, dataset: SegmentationDataset, indices: Iterable[int], *, grid: tuple[int, int] = (10, 10),
     on_error: str = "raise", progress: Callable[[], Any] | None = None,
 ) -> PreparedEpisodes:
     """Check every sample an evaluation will use and encode its image into ``cache`` up front.
@@ -371,7 +385,8 @@ def prepare_episodes(
 
 
 def compare_policies(
-    policies: Mapping[str, Any], dataset: Any, cache: Any, *, max_clicks: int, grid: tuple[int, int] = (10, 10),
+    policies: Mapping[str, PolicyPredictor], dataset: SegmentationDataset, cache: EmbeddingCache, *, max_clicks: int,
+    grid: tuple[int, int] = (10, 10),
     indices: Iterable[int], seeds: Iterable[int] = (0,), record_masks: int = 0, task_metrics: bool = False,
     env_kwargs: Mapping[str, Any] | None = None, progress: Callable[[str], Callable[[], Any]] | None = None,
 ) -> list[PolicyRun]:
@@ -400,7 +415,8 @@ def compare_policies(
     runs = []
     for name, policy in policies.items():
         kwargs = {**(env_kwargs or {}), **dict(getattr(policy, "env_kwargs", None) or {})}
-        env = SamPromptEnv(dataset=dataset, cache=cache, max_clicks=max_clicks, grid=tuple(grid), **kwargs)
+        rows, cols = grid
+        env = SamPromptEnv(dataset=dataset, cache=cache, max_clicks=max_clicks, grid=(int(rows), int(cols)), **kwargs)
         try:
             with PeakMemory() as memory:
                 records = run_episodes(policy, env, indices, seeds, progress=progress(name) if progress else None,

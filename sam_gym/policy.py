@@ -42,7 +42,7 @@ from __future__ import annotations
 import abc
 import copy
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 from gymnasium import spaces
@@ -50,7 +50,24 @@ from gymnasium import spaces
 if TYPE_CHECKING:
     from sam_gym.envs import EpisodeView, SamPromptEnv
 
-__all__ = ["PromptPolicy", "is_batched_observation", "sub_envs"]
+__all__ = ["PolicyPredictor", "PromptPolicy", "is_batched_observation", "sub_envs"]
+
+
+class PolicyPredictor(Protocol):
+    """What evaluation scores: anything with SB3's ``predict`` (``stable_baselines3.common.type_aliases``).
+
+    A :class:`PromptPolicy`, an SB3 / sb3-contrib model, or a user's object of the same shape.
+    """
+
+    def predict(
+        self,
+        observation: Any,
+        state: tuple[np.ndarray, ...] | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
+        """Return the action(s) for ``observation`` and the next recurrent state."""
+        ...
 
 _IN_PROCESS = "DummyVecEnv, SB3VecEnv, SyncVectorEnv or SamPromptVectorEnv"
 

@@ -255,7 +255,8 @@ class ClassicalBackend(PromptableSegmenter):
         h, w = lab.shape[:2]
         ch, cw = _fit(h, w, _GEO_SIDE)
         small = cv2.resize(lab, (cw, ch), interpolation=cv2.INTER_AREA) if (ch, cw) != (h, w) else lab
-        grad = np.sqrt(sum(cv2.Sobel(small, cv2.CV_32F, dx, dy, ksize=3) ** 2 for dx, dy in ((1, 0), (0, 1))).sum(-1))
+        squared = [cv2.Sobel(small, cv2.CV_32F, dx, dy, ksize=3) ** 2 for dx, dy in ((1, 0), (0, 1))]
+        grad = np.sqrt((squared[0] + squared[1]).sum(-1))
         grad = grad / max(float(grad.mean()), 1e-6)
         return ((1.0 + self.config.geo_gamma * grad) / max(ch, cw)).astype(np.float16)
 
@@ -360,6 +361,8 @@ class ClassicalBackend(PromptableSegmenter):
         seeds_fg = _disks((h, w), rows[lab == 1], cols[lab == 1], radius)
         seeds_bg = _disks((h, w), rows[lab == 0], cols[lab == 0], radius) & ~seeds_fg
 
+        context_fg: np.ndarray
+        context_bg: np.ndarray
         if prior is None:
             near = _disks((h, w), rows[lab == 1], cols[lab == 1], 3 * radius)
             context_fg = np.zeros((h, w), np.float32)
@@ -492,11 +495,13 @@ def _mix(seeds: np.ndarray | None, context: np.ndarray | None, context_mix: floa
     """Mixture of the seed and context histograms (either may be missing), floored to stay positive."""
     if seeds is None and context is None:
         return np.full(n**3, 1.0 / n**3)
-    if seeds is None or context is None:
-        mixed = seeds if context is None else context
+    if seeds is None:
+        mixed = context
+    elif context is None:
+        mixed = seeds
     else:
         mixed = (1.0 - context_mix) * seeds + context_mix * context
-    return mixed + 1e-5
+    return np.asarray(mixed, dtype=np.float64) + 1e-5
 
 
 def _geodesic_llr(cost: np.ndarray, seeds_fg: np.ndarray, seeds_bg: np.ndarray, reach: float) -> np.ndarray:

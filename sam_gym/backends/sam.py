@@ -152,19 +152,19 @@ class SamBackend(PromptableSegmenter):
         family = "MobileSAM" if model_type == "vit_t" else "SAM"
         source = built.source + (f", {_DTYPE_NAMES[self.dtype]}" if half else "")
         self.description = f"{family} {model_type} ({source})"
-        model = built.model
+        sam: Any = built.model  # segment-anything's (or MobileSAM's) Sam, whose parts are reached by attribute
 
         # eval() after loading: MobileSAM's TinyViT caches its attention biases in a buffer at eval().
-        model.eval().requires_grad_(False)
-        model.to(self.device)
+        sam.eval().requires_grad_(False)
+        sam.to(self.device)
         if half:
-            model.image_encoder.to(self.dtype)
-            model.mask_decoder.to(self.dtype)
-        self.model = model
-        self.img_size = int(model.image_encoder.img_size)
+            sam.image_encoder.to(self.dtype)
+            sam.mask_decoder.to(self.dtype)
+        self.model: Any = sam
+        self.img_size = int(sam.image_encoder.img_size)
         self.transform = import_sam_module(f"{built.package}.utils.transforms", model_type).ResizeLongestSide(
             self.img_size)
-        prompt_encoder = model.prompt_encoder
+        prompt_encoder = sam.prompt_encoder
         emb_h, emb_w = (int(v) for v in prompt_encoder.image_embedding_size)
         self.embedding_shape = (int(prompt_encoder.embed_dim), emb_h, emb_w)
         low_h, low_w = (int(v) for v in prompt_encoder.mask_input_size)
@@ -437,7 +437,8 @@ class SamBackend(PromptableSegmenter):
         given = [j for j, m in enumerate(masks) if m is not None]
         missing = [j for j, m in enumerate(masks) if m is None]
         if given:
-            _, encoded = prompt_encoder(points=None, boxes=None, masks=torch.cat([masks[j] for j in given]))
+            given_masks = [m for m in masks if m is not None]
+            _, encoded = prompt_encoder(points=None, boxes=None, masks=torch.cat(given_masks))
             encoded = encoded.to(self.dtype)
             if len(given) == len(masks):
                 src += encoded
@@ -536,11 +537,12 @@ class _FullMask:
 
 
 def _predict_masks(
-    decoder: torch.nn.Module, src: torch.Tensor, image_pe: torch.Tensor, sparse: torch.Tensor, multimask: bool
+    decoder: Any, src: torch.Tensor, image_pe: torch.Tensor, sparse: torch.Tensor, multimask: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """SAM's ``MaskDecoder.forward`` with one image embedding per prompt.
 
-    The same computation as segment-anything's ``MaskDecoder.predict_masks`` (MobileSAM's is the
+    ``decoder`` is segment-anything's ``MaskDecoder`` (its parts are reached by attribute). The
+    same computation as segment-anything's ``MaskDecoder.predict_masks`` (MobileSAM's is the
     same code), except that ``src`` already holds each prompt's image embedding plus its dense
     prompt embedding, ``(B, C, h, w)``, instead of one image embedding repeated ``B`` times; the
     positional encoding is expanded (a view), not repeated.

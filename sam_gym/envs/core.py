@@ -246,22 +246,28 @@ class EpisodeCore:
             return None
         return actions.astype(np.int64)
 
-    def prepare_clicks(self, rows: np.ndarray, actions: Sequence[Any] | np.ndarray,
+    def prepare_clicks(self, rows: np.ndarray, actions: Sequence[Any] | np.ndarray | None,
                        cells: np.ndarray | None = None) -> tuple[Clicks, list[DecodeRequest | None]]:
         """Map and label the actions of ``rows`` (already checked); nothing is committed yet.
 
         Args:
             rows: ``(R,)`` rows, each live and not ended.
-            actions: One action per row.
+            actions: One action per row (``None`` when ``cells`` are given).
             cells: The actions as cells when :meth:`fast_cells` accepted them (``patch`` mode).
+
+        Raises:
+            ValueError: If neither ``actions`` nor ``cells`` is given.
 
         Returns:
             The clicks and, per row, the decoder call it needs (``None`` for a repeated click).
         """
         env, s = self.env, self.state
         labels: np.ndarray | None = None
+        if cells is None and actions is None:
+            raise ValueError("Expected the actions, or their cells, of the rows to step; got neither")
+        given: Sequence[Any] | np.ndarray = () if actions is None else actions
         if cells is None and env.action_mode != "point":
-            parsed = [env.parse_action(s.grids[r], a) for r, a in zip(rows.tolist(), actions, strict=True)]
+            parsed = [env.parse_action(s.grids[r], a) for r, a in zip(rows.tolist(), given, strict=True)]
             cells = np.array([p[2] for p in parsed], dtype=np.int64).reshape(-1)
             if env.action_mode == "patch_label":
                 labels = np.array([p[3] for p in parsed], dtype=np.int64).reshape(-1)
@@ -274,7 +280,7 @@ class EpisodeCore:
             on_target = s.cell_target[rows, cells]
             void = s.cell_void[rows, cells]
         else:
-            parsed = [env.parse_action(s.grids[r], a) for r, a in zip(rows.tolist(), actions, strict=True)]
+            parsed = [env.parse_action(s.grids[r], a) for r, a in zip(rows.tolist(), given, strict=True)]
             x = np.array([p[0] for p in parsed], dtype=np.float64).reshape(-1)
             y = np.array([p[1] for p in parsed], dtype=np.float64).reshape(-1)
             cells = np.array([p[2] for p in parsed], dtype=np.int64).reshape(-1)
@@ -284,9 +290,9 @@ class EpisodeCore:
         pixels = np.stack([np.clip(np.floor(y), 0, heights - 1), np.clip(np.floor(x), 0, widths - 1)],
                           axis=1).astype(np.int64).reshape(-1, 2)
         if env.action_mode == "point":
-            on_target = np.array([bool(s.samples[r].target[p[0], p[1]])  # type: ignore[union-attr]
+            on_target = np.array([bool(s.samples[r].target[p[0], p[1]])
                                   for r, p in zip(rows.tolist(), pixels.tolist(), strict=True)], dtype=bool)
-            void = np.array([bool(s.samples[r].void[p[0], p[1]])  # type: ignore[union-attr]
+            void = np.array([bool(s.samples[r].void[p[0], p[1]])
                              for r, p in zip(rows.tolist(), pixels.tolist(), strict=True)], dtype=bool)
             repeat = np.array([tuple(p) in s.clicked_pixels[r] for r, p in zip(rows.tolist(), pixels.tolist(),
                                                                                strict=True)], dtype=bool)
@@ -424,7 +430,7 @@ class EpisodeCore:
             n = int(s.n_prompts[row])
             points = np.concatenate([s.points[row, :n], click_xy[k : k + 1]])
             labels = np.append(s.labels[row, :n], clicks.labels[k])
-            out.append(DecodeRequest(s.embeddings[row], points, labels, s.logits[row],  # type: ignore[arg-type]
+            out.append(DecodeRequest(s.embeddings[row], points, labels, s.logits[row],
                                      self._multimask(n + 1)))
         return out
 

@@ -38,7 +38,7 @@ LabelFn = Callable[[EpisodeView, tuple[float, float]], int]
 InitFn = Callable[[EpisodeView], Sequence[tuple[float, float, int]]]
 
 
-class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
+class SamPromptEnv(gym.Env[dict[str, Any], Any]):
     """Click on an image so that a promptable segmenter (SAM) segments the target object.
 
     ## Description
@@ -582,7 +582,7 @@ class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
                            points=np.zeros((0, 2), dtype=np.float32), labels=np.zeros(0, dtype=np.int64), n_init=0,
                            n_clicks=0, max_clicks=self.max_clicks, prediction=None, mask_logits=None,
                            np_random=self.np_random)
-        placed = [tuple(p) for p in self.init_prompts(view)]  # type: ignore[operator]
+        placed = [tuple(p) for p in self.init_prompts(view)]
         if len(placed) > MAX_INIT_PROMPTS or any(
             len(p) != 3 or p[2] not in (0, 1) or not (0 <= p[0] <= width and 0 <= p[1] <= height) for p in placed
         ):

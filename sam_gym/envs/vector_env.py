@@ -213,7 +213,7 @@ class SamPromptVectorEnv(VectorEnv):
         vector_info = self._vector_info(self.infos_per_env)
         if self.autoreset_mode == AutoresetMode.SAME_STEP and done.any():
             for i in np.flatnonzero(done).tolist():
-                final_obs, final_info = self.final[i]  # type: ignore[misc]
+                final_obs, final_info = self.final[i]
                 vector_info = self._add_info(vector_info, {"final_obs": final_obs, "final_info": final_info}, i)
         return obs, rewards, terminations, truncations, vector_info
 
@@ -227,7 +227,7 @@ class SamPromptVectorEnv(VectorEnv):
             return self.envs[0].action_masks()  # raises the single env's error
         return self.core.action_masks(self._all)
 
-    def render(self) -> tuple[np.ndarray | None, ...] | None:
+    def render(self) -> tuple[Any, ...] | None:
         """Each sub-env's ``render()`` (``rgb_array`` mode), as a tuple."""
         return tuple(env.render() for env in self.envs)
 

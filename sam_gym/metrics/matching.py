@@ -34,9 +34,9 @@ def _stack_masks(
 def _pairwise_iou(p: NDArray[np.bool_], g: NDArray[np.bool_]) -> NDArray[np.float64]:
     """(P, HW) x (G, HW) bool -> (P, G) IoU via one matrix product; empty-vs-empty IoU is 1."""
     # float32 counts are exact up to 2**24 pixels; fall back to float64 beyond that.
-    dt = np.float32 if p.shape[1] <= 2**24 else np.float64
-    pf = p.astype(dt)
-    gf = g.astype(dt)
+    dt: type[np.floating] = np.float32 if p.shape[1] <= 2**24 else np.float64
+    pf: np.ndarray = p.astype(dt)
+    gf: np.ndarray = g.astype(dt)
     inter = (pf @ gf.T).astype(np.float64)
     area_p = p.sum(axis=1, dtype=np.float64)
     area_g = g.sum(axis=1, dtype=np.float64)

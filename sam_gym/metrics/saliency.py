@@ -300,14 +300,12 @@ def _is_count(v: object) -> bool:
     """A non-negative whole number (an ``int``, or a float such as ``9.0``), not a ``bool``."""
     if isinstance(v, bool) or not isinstance(v, (int, np.integer, float, np.floating)):
         return False
-    return bool(np.isfinite(v)) and v >= 0 and v == int(v)
+    number = float(v)
+    return bool(np.isfinite(number)) and number >= 0 and number == int(number)
 
 
 def _check_counts(i: int, c: object) -> BerCounts:
-    try:
-        values = tuple(c)  # type: ignore[call-overload]
-    except TypeError:
-        values = ()
+    values: tuple[Any, ...] = tuple(c) if isinstance(c, Iterable) else ()
     if len(values) != 4 or not all(_is_count(v) for v in values):
         raise ValueError(f"Expected counts[{i}] to be 4 non-negative integers (tp, tn, n_pos, n_neg), got {c!r}")
     tp, tn, n_pos, n_neg = (int(v) for v in values)

@@ -61,7 +61,7 @@ def plot_iou_vs_clicks(results: Mapping[str, Any], path: str | Path) -> Path:
         marks.append(f"{TRAIN_MARK} scored on its training samples")
     ax.legend(loc="lower right", fontsize=9, title_fontsize=8, title="\n".join(marks) or None)
     kind = "" if results.get("is_sam") else " - NOT SAM"
-    first = next(iter(results["policies"].values()), {})
+    first: Mapping[str, Any] = next(iter(results["policies"].values()), {})
     counts = (f" ({first['n_images']} images, {first['n_episodes']} episodes per policy)"
               if "n_images" in first else "")
     ax.set_title(f"Mean IoU vs clicks on {results['dataset']}{counts}\n"

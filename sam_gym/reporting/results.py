@@ -255,7 +255,7 @@ def results_markdown(results: Mapping[str, Any]) -> str:
             row += [*(_cell(e, k, 3) for k in ("mae", "f_beta", "e_measure", "s_measure", "weighted_f")),
                     _cell(e, "ber", 2), _cell(e, "ber_image_mean", 2)]
         rows.append(row + [str(e["labels"]), str(e["init_prompts"])])
-    first = next(iter(policies.values()), {})
+    first: Mapping[str, Any] = next(iter(policies.values()), {})
     kind = "Segment Anything" if results.get("is_sam") else "NOT SAM"
     n_samples = results.get("n_samples", first.get("n_images"))
     seeds = first.get("seeds", [])

@@ -310,7 +310,7 @@ class Recalibrator:
     def step(self, batch: Sequence[SRMSample]) -> float:
         """One Dice + BCE optimiser step on a batch of samples; return the loss."""
         implicit = torch.from_numpy(np.stack([b.implicit for b in batch])).to(self.device)
-        explicit = (torch.from_numpy(np.stack([b.explicit for b in batch])).to(self.device)
+        explicit = (torch.from_numpy(np.stack([_explicit(b) for b in batch])).to(self.device)
                     if self.config.mode == "explicit" else None)
         target = torch.from_numpy(np.stack([b.target for b in batch])).to(self.device)
         weight = torch.from_numpy(np.stack([b.weight for b in batch])).to(self.device)
@@ -409,6 +409,13 @@ class _InitialPrompts:
 
     def __repr__(self) -> str:
         return "SRM initial prompts"
+
+
+def _explicit(sample: SRMSample) -> np.ndarray:
+    """The explicit-branch input of a sample of an explicit SRM (which always records one)."""
+    if sample.explicit is None:
+        raise ValueError("Expected an explicit input in every sample of an explicit SRM, got None")
+    return sample.explicit
 
 
 def _context(plain: np.ndarray, mask: np.ndarray, cells: np.ndarray, labels: np.ndarray) -> np.ndarray:
