@@ -1,4 +1,4 @@
-"""Tests of test-time adaptation of SAM's mask decoder (agents/tta.py: DecoderAdapter, ClickerTTAPolicy).
+"""Tests of test-time adaptation of SAM's mask decoder (agents/tta/: DecoderAdapter, ClickerTTAPolicy).
 
 Offline and fast: a tiny but real ``Sam`` (segment-anything classes, 128-pixel input, 32 channels,
 random weights) stands in for ViT-B; the command-line tests register it as the backend ``tiny_sam``
