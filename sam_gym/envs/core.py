@@ -32,6 +32,7 @@ from sam_gym.data import Sample
 from sam_gym.envs.episode import DecodeRequest, EpisodeView
 from sam_gym.grid import PatchGrid
 from sam_gym.metrics import iou
+from sam_gym.wrappers import MASK_KEY
 
 if TYPE_CHECKING:
     from sam_gym.envs.prompt_env import SamPromptEnv
@@ -387,7 +388,7 @@ class EpisodeCore:
             "clicked": s.clicked_cells[rows].astype(np.float32),
         }
         if env.mask_in_obs:
-            obs["action_mask"] = self.action_masks(rows).astype(np.int8)
+            obs[MASK_KEY] = self.action_masks(rows).astype(np.int8)
         return obs
 
     def action_masks(self, rows: np.ndarray) -> np.ndarray:
@@ -418,7 +419,7 @@ class EpisodeCore:
         """With ``action_mask="info"`` / ``"both"``: ``info["action_mask"]`` (``int8``) for each of ``rows``."""
         if self.env.mask_in_info:
             for info, mask in zip(infos, self.action_masks(rows).astype(np.int8), strict=True):
-                info["action_mask"] = mask
+                info[MASK_KEY] = mask
 
     def _multimask(self, n_points: int) -> bool:
         multimask = self.env.multimask

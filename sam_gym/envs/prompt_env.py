@@ -226,6 +226,8 @@ class SamPromptEnv(gym.Env[dict[str, np.ndarray], Any]):
     * v0 in 0.2.0, too: ``clicks`` has ``max_prompts`` rows (default 22) instead of ``max_clicks + 2``,
       so one model serves any click budget up to 20; ``max_prompts=max_clicks + 2`` gives the old
       size.
+    * v0, after 0.2.0: the ``action_mask`` option (off by default: the default observation and info
+      are unchanged).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 2}
