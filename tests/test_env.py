@@ -363,3 +363,105 @@ def test_a_plain_sb3_model_trained_at_5_clicks_evaluates_at_20(tmp_path):
     env = SamPromptEnv(**kwargs, max_clicks=20)
     rewards, lengths = evaluate_policy(loaded, env, n_eval_episodes=1, return_episode_rewards=True, warn=False)
     assert lengths == [20] and len(rewards) == 1
+
+
+# ----------------------------------------------------------------------------- action masks in obs / info
+
+
+@pytest.mark.parametrize("action_mode, n", [("patch", 100), ("patch_label", 102)])
+@pytest.mark.parametrize("where", ["obs", "info", "both"])
+def test_action_mask_option_carries_action_masks_and_passes_both_checkers(where, action_mode, n):
+    import warnings
+
+    from gymnasium.utils.env_checker import check_env
+
+    env = make(action_mask=where, action_mode=action_mode, max_clicks=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_env(env, skip_render_check=True)
+    sb3_checker = pytest.importorskip("stable_baselines3.common.env_checker")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sb3_checker.check_env(make(action_mask=where, action_mode=action_mode, max_clicks=3))
+    assert ("action_mask" in env.observation_space.spaces) == (where != "info")
+    obs, info = env.reset(seed=0)
+    action = 7 if action_mode == "patch" else np.array([7, 1])
+    for _ in range(2):
+        for out in ([obs] if where == "obs" else [info] if where == "info" else [obs, info]):
+            assert out["action_mask"].dtype == np.int8 and out["action_mask"].shape == (n,)
+            np.testing.assert_array_equal(out["action_mask"], env.action_masks().astype(np.int8))
+        assert ("action_mask" in obs) == (where != "info") and ("action_mask" in info) == (where != "obs")
+        obs, _, _, _, info = env.step(action)
+    assert env.action_masks()[7] == 0  # the checks above saw the clicked patch go to 0
+
+
+def test_action_mask_option_is_refused_in_point_mode_and_checked():
+    with pytest.raises(ValueError, match="Expected a discrete action_mode with action_mask='obs', got 'point'"):
+        make(action_mask="obs", action_mode="point")
+    with pytest.raises(ValueError, match="Expected action_mask to be None, 'obs', 'info' or 'both', got True"):
+        make(action_mask=True)
+
+
+def test_action_mask_option_leaves_the_default_observation_alone():
+    env = make()
+    obs, info = env.reset(seed=0)
+    assert "action_mask" not in obs and "action_mask" not in info
+    assert sorted(env.observation_space.spaces) == ["clicked", "clicks", "mask", "state"]
+
+
+@pytest.mark.parametrize("env_id", ["SamPrompt-v0", "SamPromptLabel-v0"])
+def test_action_mask_wrapper_equals_the_option_and_passes_both_checkers(env_id):
+    import warnings
+
+    from gymnasium.utils.env_checker import check_env
+
+    from sam_gym.wrappers import ActionMaskObservation
+
+    wrapped = ActionMaskObservation(gym.make(env_id, **SMALL, max_clicks=3))
+    option = gym.make(env_id, **SMALL, max_clicks=3, action_mask="both")
+    assert wrapped.observation_space == option.observation_space
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warnings.filterwarnings("ignore", message=".*is different from the unwrapped version")  # it is a wrapper
+        check_env(wrapped, skip_render_check=True)
+    sb3_checker = pytest.importorskip("stable_baselines3.common.env_checker")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sb3_checker.check_env(ActionMaskObservation(SamPromptEnv(**SMALL, max_clicks=3)))
+    wrapped.action_space.seed(4)
+    outs = [wrapped.reset(seed=3), option.reset(seed=3)]
+    for _ in range(6):
+        for (obs_w, info_w), (obs_o, info_o) in [outs]:
+            for key in obs_o:
+                np.testing.assert_array_equal(obs_w[key], obs_o[key])
+                assert obs_w[key].dtype == obs_o[key].dtype
+            np.testing.assert_array_equal(info_w["action_mask"], info_o["action_mask"])
+        action = wrapped.action_space.sample()
+        w, o = wrapped.step(action), option.step(action)
+        if w[2] or w[3]:
+            outs = [wrapped.reset(), option.reset()]
+        else:
+            outs = [(w[0], w[4]), (o[0], o[4])]
+
+
+def test_action_mask_wrapper_keys_and_refusals():
+    from sam_gym.wrappers import ActionMaskObservation
+
+    only_info = ActionMaskObservation(make(), obs_key=None)
+    obs, info = only_info.reset(seed=0)
+    assert "action_mask" not in obs and info["action_mask"].shape == (100,)
+    named = ActionMaskObservation(make(), obs_key="legal", info_key=None)
+    obs, info = named.reset(seed=0)
+    assert obs["legal"].shape == (100,) and "action_mask" not in info
+    with pytest.raises(ValueError, match="Expected obs_key to be a new observation key, got 'mask'"):
+        ActionMaskObservation(make(), obs_key="mask")  # the segmenter's mask already has that name
+    with pytest.raises(ValueError, match="got None for both"):
+        ActionMaskObservation(make(), obs_key=None, info_key=None)
+    with pytest.raises(ValueError, match="Expected a Discrete or MultiDiscrete action space to mask"):
+        ActionMaskObservation(make(action_mode="point"))
+    with pytest.raises(TypeError, match="Expected an env with an action_masks"):
+        ActionMaskObservation(gym.wrappers.TransformObservation(gym.make("CartPole-v1"), lambda o: {"x": o},
+                                                                gym.spaces.Dict({"x": gym.make("CartPole-v1")
+                                                                                 .observation_space})))
+    with pytest.raises(TypeError, match="Expected an env with a Dict observation space"):
+        ActionMaskObservation(gym.make("CartPole-v1"))

@@ -61,3 +61,28 @@ def test_sam_backend_and_its_predictions_pickle() -> None:
     copy = pickle.loads(pickle.dumps(backend))
     torch.testing.assert_close(copy.decode(copy.encode(image), np.array([[20.0, 10.0]]), np.array([1])).low_res_logits,
                                prediction.low_res_logits)
+
+
+def test_vector_env_pickles_after_step_and_continues_identically() -> None:
+    envs = gym.make_vec("SamPrompt-v0", num_envs=3, dataset_kwargs={"n": 3}, max_clicks=3, action_mask="both")
+    envs.reset(seed=1)
+    envs.step(np.array([5, 6, 7]))
+    clone = pickle.loads(pickle.dumps(envs))
+    assert clone.unwrapped.envs[1].cache is clone.unwrapped.envs[0].cache  # still one shared cache and core
+    assert clone.unwrapped.envs[2]._core is clone.unwrapped.core
+    for actions in ([17, 42, 63], [5, 5, 5], [1, 2, 3], [8, 9, 10]):  # crosses the autoreset
+        _assert_same(clone.step(np.array(actions)), envs.step(np.array(actions)))
+    _assert_same(clone.call("action_masks"), envs.call("action_masks"))
+    _assert_same(clone.reset(seed=4), envs.reset(seed=4))
+
+
+def test_action_mask_wrapper_pickles_after_step_and_continues_identically() -> None:
+    from sam_gym.wrappers import ActionMaskObservation
+
+    env = ActionMaskObservation(gym.make("SamPromptLabel-v0", dataset_kwargs={"n": 3}), obs_key="legal")
+    env.reset(seed=1)
+    env.step(np.array([5, 1]))
+    clone = pickle.loads(pickle.dumps(env))
+    assert clone.obs_key == "legal" and "legal" in clone.observation_space.spaces
+    for action in ([17, 0], [5, 1], [63, 1]):
+        _assert_same(clone.step(np.array(action)), env.step(np.array(action)))

@@ -6,7 +6,7 @@ automatically and run through the checks that apply to it:
 
 * env ids: Gymnasium's and Stable-Baselines3's ``check_env``, a seeded determinism rollout (two envs,
   same seed, same actions: identical outputs) and a pickle round trip after ``step()``;
-* backends: the same env checks with the backend built by name;
+* backends: the same env checks (pickle included) with the backend built by name;
 * policies: evaluation through :mod:`sam_gym.evaluation` (twice: the same episodes give the same
   clicks and IoUs) and a report through :mod:`sam_gym.reporting`.
 
@@ -130,6 +130,16 @@ def _check_determinism(make_env: Callable[[], gym.Env]) -> None:
     second.close()
 
 
+def _check_pickle(make_env: Callable[[], gym.Env], steps: int = ROLLOUT_STEPS) -> None:
+    """``pickle`` round trip after ``reset()`` and ``step()``: the copy continues exactly as the original."""
+    env = make_env()
+    actions = _actions(env, 11, steps)
+    env.reset(seed=5)
+    _steps(env, actions[:3])
+    restored = pickle.loads(pickle.dumps(env))
+    _assert_same(_steps(env, actions[3:]), _steps(restored, actions[3:]), "steps after unpickling")
+
+
 def _make(env_id: str, **kwargs: Any) -> Callable[[], gym.Env]:
     return lambda: gym.make(env_id, **ENV_KWARGS, **kwargs)
 
@@ -182,12 +192,7 @@ def test_seeded_rollouts_are_identical(env_id: str) -> None:
 
 @pytest.mark.parametrize("env_id", ENV_IDS)
 def test_pickle_round_trip_after_step_continues_identically(env_id: str) -> None:
-    env = _make(env_id)()
-    actions = _actions(env, 11, ROLLOUT_STEPS)
-    env.reset(seed=5)
-    _steps(env, actions[:3])
-    restored = pickle.loads(pickle.dumps(env))
-    _assert_same(_steps(env, actions[3:]), _steps(restored, actions[3:]), "steps after unpickling")
+    _check_pickle(_make(env_id))
 
 
 # ----------------------------------------------------------------------------- backends
@@ -205,6 +210,7 @@ def test_every_backend_by_name_passes_the_env_checks(name: str) -> None:
     for env_id in ENV_IDS:
         _check_env_checkers(_make(env_id, backend=backend), env_id)
         _check_determinism(_make(env_id, backend=backend))
+        _check_pickle(_make(env_id, backend=backend))
 
 
 @pytest.mark.parametrize("env_id", ENV_IDS)
@@ -214,12 +220,7 @@ def test_sam_backend_class_passes_the_env_checks(env_id: str, tiny_sam: Any) -> 
 
 
 def test_sam_backend_env_pickle_round_trip_after_step(tiny_sam: Any) -> None:
-    env = _make("SamPrompt-v0", backend=tiny_sam)()
-    actions = _actions(env, 11, 8)
-    env.reset(seed=5)
-    _steps(env, actions[:3])
-    restored = pickle.loads(pickle.dumps(env))
-    _assert_same(_steps(env, actions[3:]), _steps(restored, actions[3:]), "steps after unpickling")
+    _check_pickle(_make("SamPrompt-v0", backend=tiny_sam), steps=8)
 
 
 # ----------------------------------------------------------------------------- policies

@@ -257,3 +257,48 @@ def test_sb3_ppo_and_maskable_ppo_learn_through_the_adapter():
         actions, _ = masked.predict(obs, action_masks=masks, deterministic=True)
         assert masks[np.arange(2), actions].all()
         obs, *_ = venv.step(actions)
+
+
+@pytest.mark.parametrize("mode", ["next_step", "same_step"])
+def test_action_mask_option_is_batched_and_equals_single_envs(mode):
+    kwargs = dict(max_clicks=3, action_mask="both")
+    vector = SamPromptVectorEnv(3, autoreset_mode=mode, **SMALL, **kwargs)
+    single = gym.vector.SyncVectorEnv([partial(SamPromptEnv, **SMALL, **kwargs) for _ in range(3)],
+                                      autoreset_mode=vector.metadata["autoreset_mode"])
+    assert vector.observation_space == single.observation_space
+    assert vector.observation_space["action_mask"] == gym.spaces.Box(0, 1, (3, 100), np.int8)
+    obs, info = vector.reset(seed=0)
+    assert vector.observation_space.contains(obs) and info["action_mask"].shape == (3, 100)
+    obs, *_, info = vector.step([4, 5, 6])
+    np.testing.assert_array_equal(obs["action_mask"], vector.action_masks().astype(np.int8))
+    np.testing.assert_array_equal(info["action_mask"], obs["action_mask"])
+    assert (obs["action_mask"][[0, 1, 2], [4, 5, 6]] == 0).all()
+    _compare_rollouts(vector, single, steps=8, atol=0.0)
+
+
+def test_call_get_attr_set_attr_as_on_sync_vector_env():
+    kwargs = dict(max_clicks=3)
+    vector = SamPromptVectorEnv(3, **SMALL, **kwargs)
+    sync = gym.vector.SyncVectorEnv([partial(SamPromptEnv, **SMALL, **kwargs) for _ in range(3)])
+    for envs in (vector, sync):
+        envs.reset(seed=1)
+        envs.step(np.array([2, 3, 2]))
+    for got, want in zip(vector.call("action_masks"), sync.call("action_masks"), strict=True):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(np.stack(vector.call("action_masks")), vector.action_masks())
+    assert vector.get_attr("max_clicks") == sync.get_attr("max_clicks") == (3, 3, 3)
+    assert vector.get_attr("n_cells") == sync.get_attr("n_cells")
+    assert vector.call("check_step", 5) == sync.call("check_step", 5) == (None,) * 3  # arguments are passed on
+    with pytest.raises(ValueError, match="Expected an action in Discrete"):
+        vector.call("check_step", action=100)
+    for envs in (vector, sync):
+        envs.set_attr("note", ["a", "b", "c"])
+        assert envs.get_attr("note") == ("a", "b", "c")
+        envs.set_attr("note", "same")
+        assert envs.get_attr("note") == ("same",) * 3
+    with pytest.raises(ValueError, match=r"Expected one value per sub-env \(3\).*got 2 values"):
+        vector.set_attr("note", [1, 2])
+    with pytest.raises(ValueError):
+        sync.set_attr("note", [1, 2])
+    with pytest.raises(AttributeError):
+        vector.get_attr("no_such_attribute")

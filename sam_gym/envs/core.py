@@ -32,6 +32,7 @@ from sam_gym.data import Sample
 from sam_gym.envs.episode import DecodeRequest, EpisodeView
 from sam_gym.grid import PatchGrid
 from sam_gym.metrics import iou
+from sam_gym.wrappers import MASK_KEY
 
 if TYPE_CHECKING:
     from sam_gym.envs.prompt_env import SamPromptEnv
@@ -218,6 +219,7 @@ class EpisodeCore:
             if env.info_iou == "full":
                 info["iou"] = float(s.iou[row])
             infos.append(info)
+        self._add_mask_infos(rows, infos)
         return infos
 
     # ------------------------------------------------------------------ step
@@ -365,6 +367,7 @@ class EpisodeCore:
             if ended[k]:
                 info["is_success"] = bool(s.iou[row] >= success_iou)
             infos.append(info)
+        self._add_mask_infos(rows, infos)
         return rewards.astype(np.float64), terminated, truncated, infos
 
     # ------------------------------------------------------------------ observation and masks
@@ -384,12 +387,15 @@ class EpisodeCore:
         clicks[:, :k, 0] = np.where(used, np.clip(pts[:, :, 0] / hw[:, 1:2], 0.0, 1.0), clicks[:, :k, 0])
         clicks[:, :k, 1] = np.where(used, np.clip(pts[:, :, 1] / hw[:, 0:1], 0.0, 1.0), clicks[:, :k, 1])
         clicks[:, :k, 2] = np.where(used, s.labels[rows], clicks[:, :k, 2])
-        return {
+        obs = {
             "state": np.clip(states, -STATE_BOUND, STATE_BOUND, dtype=np.float32).reshape(n_rows, -1),
             "mask": np.round(np.clip(masks, 0.0, 1.0) * 255).astype(np.uint8)[:, None],
             "clicks": clicks.reshape(n_rows, -1),
             "clicked": s.clicked_cells[rows].astype(np.float32),
         }
+        if env.mask_in_obs:
+            obs[MASK_KEY] = self.action_masks(rows).astype(np.int8)
+        return obs
 
     def action_masks(self, rows: np.ndarray) -> np.ndarray:
         """``(R, n_actions)`` valid actions of ``rows`` (``True`` = allowed; before a reset all are)."""
@@ -415,6 +421,12 @@ class EpisodeCore:
         )
 
     # ------------------------------------------------------------------ internals
+    def _add_mask_infos(self, rows: np.ndarray, infos: Sequence[dict[str, Any]]) -> None:
+        """With ``action_mask="info"`` / ``"both"``: ``info["action_mask"]`` (``int8``) for each of ``rows``."""
+        if self.env.mask_in_info:
+            for info, mask in zip(infos, self.action_masks(rows).astype(np.int8), strict=True):
+                info[MASK_KEY] = mask
+
     def _multimask(self, n_points: int) -> bool:
         multimask = self.env.multimask
         return n_points == 1 if multimask == "auto" else bool(multimask)

@@ -18,6 +18,7 @@ from sam_gym.data import Sample, SegmentationDataset, check_sample, make_dataset
 from sam_gym.envs.core import DEFAULT_SUCCESS_IOU, REPEAT_PENALTY, STATE_BOUND, Clicks, EpisodeCore, NewEpisode
 from sam_gym.envs.episode import DecodeRequest, EpisodeView
 from sam_gym.grid import PatchGrid
+from sam_gym.wrappers import MASK_KEY, action_mask_space
 
 __all__ = ["DEFAULT_SUCCESS_IOU", "REPEAT_PENALTY", "STATE_BOUND", "SamPromptEnv"]
 
@@ -138,11 +139,27 @@ class SamPromptEnv(gym.Env[dict[str, Any], Any]):
     ``gt_pair`` prompts alone rarely reach it, so success comes from the clicks (see "Default data"
     above).
 
+    ## Action masks
+
+    :meth:`action_masks` returns the valid actions (sb3-contrib's ``MaskablePPO`` reads it there).
+    Other libraries read the mask from the observation or the info: ``action_mask="obs"`` adds the
+    key ``action_mask``, ``Box(0, 1, (n,), int8)`` with 1 = allowed, to the observation (RLlib's
+    action-masking modules, PettingZoo, TorchRL's ``ActionMask`` transform); ``"info"`` puts the same
+    array in ``info["action_mask"]`` (Gymnasium's Taxi); ``"both"`` does both. ``n`` is ``rows * cols``
+    (``"patch"``) or ``rows * cols + 2`` (``"patch_label"``: the patch entries, then the two label
+    entries, always 1), the layout of :meth:`action_masks`; the mask describes the actions valid for
+    the next step. The vector env batches it like every key. ``"point"`` mode has nothing to mask.
+    :class:`sam_gym.wrappers.ActionMaskObservation` does the same as a wrapper, for any env with
+    ``action_masks()``.
+
     ## Info
 
     At reset: ``image_id``, ``instance_id``, ``class_id``, ``image_size`` ``(H, W)``, ``backend``,
     ``iou``. At each step: ``iou`` (full resolution, void excluded), ``point`` ``(x, y)``, ``label``,
     ``n_clicks``, ``repeat``, ``on_target`` (ground truth at the point), ``backend``.
+
+    With ``action_mask="info"`` or ``"both"``, ``action_mask`` (see "Action masks") at reset and at
+    every step.
 
     ``info_iou="none"`` (a fast path for training with the default +/-1 reward, which needs only the
     ground truth at the clicked pixel) skips the full-resolution mask and IoU at reset and at every
@@ -173,6 +190,7 @@ class SamPromptEnv(gym.Env[dict[str, Any], Any]):
     | ``cache`` | EmbeddingCache or None | ``None`` | a cache to share between envs (overrides ``cache_dir``) |
     | ``info_iou`` | ``"full"`` or ``"none"`` | ``"full"`` | per-step full-resolution IoU, or only at episode end |
     | ``max_prompts`` | int or None | ``None`` | rows of ``clicks``, >= ``max_clicks + 2`` (``None``: 22 or that) |
+    | ``action_mask`` | ``"obs"``, ``"info"``, ``"both"``, None | ``None`` | mask in the observation and/or info |
 
     ``label_mode``: ``"oracle"`` (ground truth at the point, as in AlignSAM training), ``"positive"``
     (every click foreground), or ``f(view, (x, y)) -> 0 | 1`` (AlignSAM's recalibration module).
@@ -208,6 +226,8 @@ class SamPromptEnv(gym.Env[dict[str, Any], Any]):
     * v0 in 0.2.0, too: ``clicks`` has ``max_prompts`` rows (default 22) instead of ``max_clicks + 2``,
       so one model serves any click budget up to 20; ``max_prompts=max_clicks + 2`` gives the old
       size.
+    * v0, after 0.2.0: the ``action_mask`` option (off by default: the default observation and info
+      are unchanged).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 2}
@@ -234,12 +254,14 @@ class SamPromptEnv(gym.Env[dict[str, Any], Any]):
         cache: EmbeddingCache | None = None,
         info_iou: InfoIou = "full",
         max_prompts: int | None = None,
+        action_mask: Literal["obs", "info", "both"] | None = None,
     ) -> None:
         self._check_arguments(grid=grid, max_clicks=max_clicks, reward=reward, label_mode=label_mode,
                               init_prompts=init_prompts, target_iou=target_iou, render_mode=render_mode,
                               action_mode=action_mode, state_pool=state_pool, mask_obs_size=mask_obs_size,
                               multimask=multimask, info_iou=info_iou, backend_kwargs=backend_kwargs,
                               dataset_kwargs=dataset_kwargs, cache=cache, max_prompts=max_prompts)
+        _check_action_mask(action_mask, action_mode)
         self.dataset = make_dataset(dataset, **(dataset_kwargs or {}))
         if len(self.dataset) == 0:
             raise ValueError(f"Expected a non-empty dataset, got {self.dataset!r} with no sample")
@@ -270,6 +292,9 @@ class SamPromptEnv(gym.Env[dict[str, Any], Any]):
         self.multimask = multimask if multimask == "auto" else bool(multimask)
         self.mask_obs_size = int(mask_obs_size)
         self.info_iou: InfoIou = info_iou
+        #: Whether the action mask is in the observation / the info (``action_mask``).
+        self.mask_in_obs = action_mask in ("obs", "both")
+        self.mask_in_info = action_mask in ("info", "both")
         c, eh, ew = self.backend.embedding_shape
         if state_pool == "grid":
             self.pool_hw: tuple[int, int] | None = (self.rows, self.cols)
@@ -296,6 +321,7 @@ class SamPromptEnv(gym.Env[dict[str, Any], Any]):
                 "mask": spaces.Box(0, 255, shape=(1, self.mask_obs_size, self.mask_obs_size), dtype=np.uint8),
                 "clicks": spaces.Box(click_low, np.ones_like(click_low), dtype=np.float32),
                 "clicked": spaces.Box(0.0, 1.0, shape=(self.n_cells,), dtype=np.float32),
+                **({MASK_KEY: action_mask_space(self.action_space)} if self.mask_in_obs else {}),
             }
         )
         #: The batched episode state this env's episode is a row of (its own ``N = 1`` core, or a
@@ -606,6 +632,15 @@ class SamPromptEnv(gym.Env[dict[str, Any], Any]):
     def __repr__(self) -> str:
         return (f"SamPromptEnv(dataset={self.dataset.name!r}, backend={self.backend.description!r}, "
                 f"grid=({self.rows}, {self.cols}), max_clicks={self.max_clicks})")
+
+
+def _check_action_mask(action_mask: Any, action_mode: Any) -> None:
+    """Refuse an ``action_mask`` argument that is not a choice, or that asks to mask ``"point"`` actions."""
+    if action_mask is not None and not _is_choice(action_mask, ("obs", "info", "both")):
+        raise ValueError(f"Expected action_mask to be None, 'obs', 'info' or 'both', got {action_mask!r}")
+    if action_mask is not None and action_mode == "point":
+        raise ValueError(f"Expected a discrete action_mode with action_mask={action_mask!r}, got 'point' "
+                         "(continuous actions have nothing to mask)")
 
 
 def _is_int(value: Any) -> bool:

@@ -227,6 +227,39 @@ class SamPromptVectorEnv(VectorEnv):
             return self.envs[0].action_masks()  # raises the single env's error
         return self.core.action_masks(self._all)
 
+    def call(self, name: str, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
+        """Call method ``name`` of every sub-env with ``args`` and ``kwargs`` (or read it, if not callable).
+
+        As ``gymnasium.vector.SyncVectorEnv.call``: one result per sub-env, in order, e.g.
+        ``envs.call("action_masks")`` (``action_masks()`` gives the same as one array).
+        """
+        results = []
+        for env in self.envs:
+            attribute = env.get_wrapper_attr(name)
+            results.append(attribute(*args, **kwargs) if callable(attribute) else attribute)
+        return tuple(results)
+
+    def get_attr(self, name: str) -> tuple[Any, ...]:
+        """Attribute ``name`` of every sub-env, in order (as ``SyncVectorEnv.get_attr``)."""
+        return self.call(name)
+
+    def set_attr(self, name: str, values: list[Any] | tuple[Any, ...] | Any) -> None:
+        """Set attribute ``name`` of the sub-envs: one value each (a list or tuple), or one value for all.
+
+        As ``SyncVectorEnv.set_attr``. The episode settings (grid, click budget, reward, modes) are
+        read from the first sub-env by the shared episode core: change them by building a new env.
+
+        Raises:
+            ValueError: For a list or tuple whose length is not ``num_envs``.
+        """
+        if not isinstance(values, (list, tuple)):
+            values = [values] * self.num_envs
+        if len(values) != self.num_envs:
+            raise ValueError(f"Expected one value per sub-env ({self.num_envs}) or a single value that is not a "
+                             f"list or tuple, got {len(values)} values")
+        for env, value in zip(self.envs, values, strict=True):
+            env.set_wrapper_attr(name, value)
+
     def render(self) -> tuple[Any, ...] | None:
         """Each sub-env's ``render()`` (``rgb_array`` mode), as a tuple."""
         return tuple(env.render() for env in self.envs)
