@@ -70,16 +70,18 @@ def test_elimination_removes_a_duplicate_candidate_only() -> None:
     feats = np.zeros((4, 16, 16), dtype=np.float32)
     feats[0, :, :8] = 1.0  # left half: one kind of region
     feats[1, :, 8:] = 1.0  # right half: another
-    eliminator = PromptEliminator(feats, (64, 64), alpha=0.5)
+    eliminator = PromptEliminator(feats, (64, 64), threshold=1.3)
     mask = np.zeros((64, 64), dtype=bool)
     mask[8:40, 4:28] = True  # an object in the left half
     assert not eliminator.eliminated(10.0, 20.0)
     eliminator.add(mask, predicted_iou=0.9)
     assert eliminator.eliminated(20.0, 30.0)  # a second prompt on the same object
     assert not eliminator.eliminated(50.0, 30.0)  # another object
-    assert not eliminator.eliminated(10.0, 60.0)  # same features, outside the mask: E = 0.5, kept
-    weak = PromptEliminator(feats, (64, 64), alpha=0.5)
-    weak.add(mask, predicted_iou=-3.0)  # clipped to 0: threshold 1, nothing eliminated
+    # Same features outside the mask: E = 0.5, score 1.4 > 1.3 (the paper's scale: the feature term
+    # eliminates too; the former threshold 1 - 0.5 * IoU kept it).
+    assert eliminator.eliminated(10.0, 60.0)
+    weak = PromptEliminator(feats, (64, 64), threshold=1.3)
+    weak.add(mask, predicted_iou=-3.0)  # clipped to 0: scores <= 1 < 1.3, nothing eliminated
     assert not weak.eliminated(20.0, 30.0)
 
 

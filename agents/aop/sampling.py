@@ -2,17 +2,23 @@
 
 Coarse step, :func:`sample_prompts`: the Prompt Confidence Map is smoothed with a Gaussian (sigma
 2 map cells, the paper's smoothing factor 2); its local maxima above the confidence threshold (0.2)
-that are at least the prompt spacing apart become candidate prompts, mapped to image ``(x, y)``.
+that are more than the prompt spacing (2 map cells, the paper's default) apart become candidate
+prompts, mapped to image ``(x, y)``. No cap on their number (the paper has none).
 
 Fine step, :class:`PromptEliminator` and :func:`generate_masks`: candidates are decoded one at a
-time, most confident first; after each mask, the Prompt Elimination Map removes the candidates that
-this mask already explains. Re-implementation (the official ``ASF_finer`` could not be read): for a
-generated mask ``m`` (resampled onto the frame of the image features ``f``), the prototype
-``p = normalise(sum_x m(x) f^(x))`` of the channel-normalised features ``f^``, the similarity
-``S(x) = max(0, cos(f^(x), p))`` and the elimination map ``E(x) = (S(x) + m(x)) / 2``, the average of
-feature similarity and mask. A candidate is eliminated when ``E > 1 - alpha * clip(iou, 0, 1)`` for
-some earlier mask with predicted IoU ``iou``: a confident mask eliminates more. Outside every mask
-``E <= 0.5``, so a candidate outside all masks is never removed when ``alpha <= 0.5``.
+time, most confident first; after each mask, the Prompt Elimination Map (PEM) removes the candidates
+that the masks so far already explain. Re-implementation (the official ``ASF_finer`` could not be
+read; the formula is our reading of the paper): for a generated mask ``m_i`` (resampled onto the frame
+of the image features ``f``) with predicted IoU ``s_i``, the prototype
+``p_i = normalise(sum_x m_i(x) f^(x))`` of the channel-normalised features ``f^``, the similarity
+``S_i(x) = max(0, cos(f^(x), p_i))``, the per-mask map ``E_i(x) = (S_i(x) + m_i(x)) / 2`` in
+``[0, 1]`` and its score ``E_i(x) + clip(s_i, 0, 1)`` in ``[0, 2]``. As in the paper, the PEM
+*averages* the ``n`` masks' scores, ``PEM(x) = (1 / n) sum_i (E_i(x) + s_i)``, and a candidate is
+eliminated when ``PEM > 1.3`` (the paper's elimination threshold; its Table 3(d) sweeps 1.25-1.4):
+with one mask of predicted IoU 0.9 that is ``E > 0.4``, so every candidate inside the mask
+(``E >= 0.5``) goes, and one outside it goes when its features are similar enough (``S > 0.8``). The
+``"max"`` aggregation (eliminate when any single mask's score exceeds the threshold) is kept as an
+option for comparison (``docs/baselines-aop-sapnet.md``).
 
 Points are ``(x, y)`` image pixels (x right, y down; pixel ``(floor(y), floor(x))``); masks ``(H, W)``
 bool indexed ``[row, col]``.
@@ -32,7 +38,10 @@ from agents.aop.frame import frame_features
 from sam_gym.backends.base import Embedding, PromptableSegmenter
 from sam_gym.grid import cell_of_point
 
-__all__ = ["ASFConfig", "AutoResult", "PromptEliminator", "generate_masks", "sample_prompts"]
+__all__ = ["AGGREGATES", "ASFConfig", "AutoResult", "PromptEliminator", "generate_masks", "sample_prompts"]
+
+#: The PEM aggregations over the generated masks (:class:`ASFConfig`).
+AGGREGATES = ("mean", "max")
 
 
 @dataclass(frozen=True)
@@ -42,22 +51,31 @@ class ASFConfig:
     Attributes:
         threshold: Confidence threshold of a local maximum (paper: 0.2).
         smooth_sigma: Gaussian smoothing of the map, in map cells (paper: factor 2).
-        spacing: Prompt spacing: minimum distance between candidates, in map cells.
-        alpha: Elimination strength: threshold ``1 - alpha * predicted IoU``.
-        max_prompts: Most candidates kept (most confident first); ``None`` keeps all.
+        spacing: Prompt spacing: candidates are more than this many map cells apart (paper: 2; its
+            Table 3(c) sweeps 4-7).
+        elimination_threshold: A candidate is eliminated when its PEM score exceeds this (paper: 1.3,
+            on the ``[0, 2]`` scale of the module docstring).
+        aggregate: How the masks' scores combine into the PEM: ``"mean"`` (the paper's average) or
+            ``"max"`` (any single mask eliminates).
+        max_prompts: Most candidates kept (most confident first); ``None`` (the paper) keeps all.
         filter: Apply the fine (elimination) step.
     """
 
     threshold: float = 0.2
     smooth_sigma: float = 2.0
-    spacing: int = 4
-    alpha: float = 0.5
-    max_prompts: int | None = 64
+    spacing: int = 2
+    elimination_threshold: float = 1.3
+    aggregate: str = "mean"
+    max_prompts: int | None = None
     filter: bool = True
+
+    def __post_init__(self) -> None:
+        if self.aggregate not in AGGREGATES:
+            raise ValueError(f"Expected aggregate to be one of {AGGREGATES}, got {self.aggregate!r}")
 
 
 def sample_prompts(conf_map: np.ndarray, image_size: tuple[int, int], threshold: float = 0.2,
-                   smooth_sigma: float = 2.0, spacing: int = 4,
+                   smooth_sigma: float = 2.0, spacing: int = 2,
                    max_prompts: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Candidate prompts from a confidence map (ASF coarse step).
 
@@ -109,21 +127,23 @@ class PromptEliminator:
         features: ``(C, h, w)`` image features over the image frame (e.g.
             :func:`~agents.aop.frame.frame_features`).
         image_size: ``(H, W)`` of the image.
-        alpha: Elimination strength (threshold ``1 - alpha * clip(iou, 0, 1)``).
+        threshold: Elimination threshold on the PEM score (paper: 1.3).
+        aggregate: ``"mean"`` (the paper) or ``"max"`` over the registered masks.
     """
 
-    def __init__(self, features: Any, image_size: tuple[int, int], alpha: float = 0.5) -> None:
+    def __init__(self, features: Any, image_size: tuple[int, int], threshold: float = 1.3,
+                 aggregate: str = "mean") -> None:
         feats = np.asarray(features, dtype=np.float32)
         if feats.ndim != 3:
             raise ValueError(f"Expected (C, h, w) features, got shape {feats.shape}")
-        if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"Expected alpha in [0, 1], got {alpha}")
+        if aggregate not in AGGREGATES:
+            raise ValueError(f"Expected aggregate to be one of {AGGREGATES}, got {aggregate!r}")
         norm = np.linalg.norm(feats, axis=0, keepdims=True)
         self._unit = feats / np.maximum(norm, 1e-6)
         self.image_size = (int(image_size[0]), int(image_size[1]))
-        self.alpha = float(alpha)
-        self._maps: list[np.ndarray] = []
-        self._thresholds: list[float] = []
+        self.threshold = float(threshold)
+        self.aggregate = aggregate
+        self._scores: list[np.ndarray] = []
 
     def elimination_map(self, mask: np.ndarray) -> np.ndarray:
         """``E = (S + m) / 2`` of one ``(H, W)`` mask, on the ``(h, w)`` feature frame."""
@@ -135,17 +155,21 @@ class PromptEliminator:
         return (sim + m) / 2.0
 
     def add(self, mask: np.ndarray, predicted_iou: float) -> None:
-        """Register a generated mask and its predicted IoU."""
-        self._maps.append(self.elimination_map(mask))
-        self._thresholds.append(1.0 - self.alpha * float(np.clip(predicted_iou, 0.0, 1.0)))
+        """Register a generated mask and its predicted IoU (its score map ``E + clip(iou, 0, 1)``)."""
+        self._scores.append(self.elimination_map(mask) + float(np.clip(predicted_iou, 0.0, 1.0)))
+
+    def score(self, x: float, y: float) -> float:
+        """The PEM score at image ``(x, y)`` (0 before any mask)."""
+        if not self._scores:
+            return 0.0
+        side = self._scores[0].shape[0]
+        r, c = cell_of_point(x, y, side, side, *self.image_size)
+        values = [e[r, c] for e in self._scores]
+        return float(np.mean(values) if self.aggregate == "mean" else np.max(values))
 
     def eliminated(self, x: float, y: float) -> bool:
-        """Whether the candidate at image ``(x, y)`` is explained by a registered mask."""
-        if not self._maps:
-            return False
-        side = self._maps[0].shape[0]
-        r, c = cell_of_point(x, y, side, side, *self.image_size)
-        return any(e[r, c] > t for e, t in zip(self._maps, self._thresholds, strict=True))
+        """Whether the candidate at image ``(x, y)`` is explained by the registered masks."""
+        return self.score(x, y) > self.threshold
 
 
 @dataclass
@@ -155,6 +179,7 @@ class AutoResult:
     Attributes:
         candidates: ``(K, 2)`` sampled ``(x, y)`` candidates, most confident first.
         confidences: ``(K,)`` their confidences.
+        confidence_map: The Prompt Confidence Map (``(M, M)`` over the image frame).
         prompts: ``(P, 2)`` the candidates actually decoded (not eliminated), in order.
         masks: The ``P`` generated ``(H, W)`` bool masks.
         scores: ``(P,)`` their predicted IoUs.
@@ -165,6 +190,7 @@ class AutoResult:
 
     candidates: np.ndarray
     confidences: np.ndarray
+    confidence_map: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
     prompts: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.float32))
     masks: list[np.ndarray] = field(default_factory=list)
     scores: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
@@ -196,7 +222,8 @@ def generate_masks(predictor: Any, backend: PromptableSegmenter, image: np.ndarr
     candidates, confidences = sample_prompts(conf, size, config.threshold, config.smooth_sigma, config.spacing,
                                              config.max_prompts)
     t_sample = time.perf_counter()
-    eliminator = PromptEliminator(frame_features(backend, embedding).numpy(), size, config.alpha)
+    eliminator = PromptEliminator(frame_features(backend, embedding).numpy(), size, config.elimination_threshold,
+                                  config.aggregate)
     prompts, masks, scores = [], [], []
     for x, y in candidates:
         if config.filter and eliminator.eliminated(float(x), float(y)):
@@ -208,7 +235,7 @@ def generate_masks(predictor: Any, backend: PromptableSegmenter, image: np.ndarr
         scores.append(score)
         if config.filter:
             eliminator.add(mask, score)
-    return AutoResult(candidates=candidates, confidences=confidences,
+    return AutoResult(candidates=candidates, confidences=confidences, confidence_map=conf,
                       prompts=np.asarray(prompts, dtype=np.float32).reshape(-1, 2), masks=masks,
                       scores=np.asarray(scores, dtype=np.float32), map_seconds=t_map - start,
                       sample_seconds=t_sample - t_map, total_seconds=time.perf_counter() - start)
