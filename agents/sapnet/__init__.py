@@ -34,16 +34,21 @@ from agents.sapnet.model import (
     SAPHead,
     SAPNet,
     SAPNetConfig,
+    background_boxes,
+    box_iou,
     mil_loss,
+    negative_loss,
+    part_boxes,
     point_distance_guidance,
     proposal_bag,
     proposal_scores,
 )
 from agents.sapnet.policy import DEFAULT_SAPNET_DIR, SAPNetPolicy
-from agents.sapnet.train import SAPNET_FILE, fit, load_sapnet, save_sapnet
+from agents.sapnet.train import CLASS_MODES, SAPNET_FILE, fit, load_sapnet, save_sapnet
 
 __all__ = [
     "BACKGROUND",
+    "CLASS_MODES",
     "DEFAULT_SAPNET_DIR",
     "SAPNET_FILE",
     "Bag",
@@ -51,9 +56,13 @@ __all__ = [
     "SAPNet",
     "SAPNetConfig",
     "SAPNetPolicy",
+    "background_boxes",
+    "box_iou",
     "fit",
     "load_sapnet",
     "mil_loss",
+    "negative_loss",
+    "part_boxes",
     "point_distance_guidance",
     "proposal_bag",
     "proposal_scores",
