@@ -189,3 +189,26 @@ def test_a_model_saved_before_label_space_loads(stub: tuple, tmp_path: Path, mod
     assert old.config.label_space == mode and old.config.classes == model.config.classes
     for key, value in model.head.state_dict().items():
         torch.testing.assert_close(old.head.state_dict()[key], value)
+
+
+def test_policy_asks_about_the_target_class_in_the_model_label_space() -> None:
+    from types import SimpleNamespace
+
+    from agents.sapnet import BACKGROUND, SAPNet, SAPNetConfig, SAPNetPolicy
+    from sam_gym.backends import make_backend
+    from sam_gym.data.base import Sample
+
+    backend = make_backend("classical")
+    sample = Sample(image=np.zeros((4, 4, 3), np.uint8), target=np.ones((4, 4), bool), void=np.zeros((4, 4), bool),
+                    image_id="baseball bat00_000000057232")
+    voc = Sample(image=sample.image, target=sample.target, void=sample.void, image_id="2011_000003", class_id=15)
+    for space, want in [("supercategory", ("sports", "person")), ("dataset", ("baseball bat", "15")),
+                        ("agnostic", ("object", "object"))]:
+        config = SAPNetConfig(classes=("x", BACKGROUND), embed_channels=int(backend.embedding_shape[0]),
+                              backend_name="classical", backend_model_id=backend.model_id, label_space=space)
+        policy = SAPNetPolicy(model=SAPNet(config))
+        got = []
+        for name, s in [("COCO_MVal", sample), ("VOC-instances", voc)]:
+            policy.check_env(SimpleNamespace(backend=backend, dataset=SimpleNamespace(name=name)))
+            got.append(policy.label(s))
+        assert tuple(got) == want
