@@ -25,7 +25,11 @@ __all__ = [
     "SAPHead",
     "SAPNet",
     "SAPNetConfig",
+    "background_boxes",
+    "box_iou",
     "mil_loss",
+    "negative_loss",
+    "part_boxes",
     "point_distance_guidance",
     "proposal_bag",
     "proposal_scores",
@@ -48,6 +52,8 @@ class SAPNetConfig:
         jitter: Jitter distance as a fraction of ``min(H, W)``.
         pdg_power: Exponent of the Point Distance Guidance factor (SAPNet's code: 1/64).
         hidden: Width of the shared fully connected layers.
+        label_space: What ``classes`` are: ``"dataset"`` (the training data's labels), ``"supercategory"``
+            (COCO supercategories, :mod:`agents.sapnet.labels`) or ``"agnostic"`` (one ``"object"`` class).
     """
 
     classes: tuple[str, ...]
@@ -58,6 +64,7 @@ class SAPNetConfig:
     jitter: float = 0.03
     pdg_power: float = 1.0 / 64.0
     hidden: int = 256
+    label_space: str = "dataset"
 
 
 @dataclass
@@ -145,6 +152,71 @@ def point_distance_guidance(boxes: np.ndarray, index: int, points: np.ndarray, c
     return out
 
 
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``(len(a), len(b))`` IoU of ``(x0, y0, x1, y1)`` boxes."""
+    a, b = np.asarray(a, dtype=np.float64).reshape(-1, 4), np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    w = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
+    h = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+    inter = w * h
+    area_a, area_b = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]), (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+
+
+def _random_boxes(rng: np.random.Generator, n: int, x0: float, y0: float, x1: float, y1: float,
+                  min_side: float, max_side: float) -> np.ndarray:
+    bw, bh = x1 - x0, y1 - y0
+    w = rng.uniform(min_side, max_side, n) * bw
+    h = rng.uniform(min_side, max_side, n) * bh
+    left = x0 + rng.uniform(0, 1, n) * (bw - w)
+    top = y0 + rng.uniform(0, 1, n) * (bh - h)
+    return np.stack([left, top, left + w, top + h], axis=1).astype(np.float32)
+
+
+def background_boxes(rng: np.random.Generator, positives: np.ndarray, image_size: tuple[int, int], n: int,
+                     max_iou: float = 0.3, tries: int = 20) -> np.ndarray:
+    """SAPNet's background negatives: random boxes whose IoU with every positive proposal is below ``max_iou``.
+
+    Boxes of sides 5-60 % of the image's are drawn uniformly inside the image (``tries * n`` draws);
+    the first ``n`` that pass are kept (fewer when few pass).
+
+    Args:
+        rng: The generator.
+        positives: ``(M, 4)`` boxes of all the image's proposals ``(x0, y0, x1, y1)``.
+        image_size: ``(H, W)``.
+        n: Number of negatives wanted.
+        max_iou: SAPNet's ``T_neg1`` (0.3).
+        tries: Draws per wanted box.
+
+    Returns:
+        ``(k, 4)`` float32 boxes, ``k <= n``.
+    """
+    height, width = image_size
+    if n <= 0:
+        return np.zeros((0, 4), dtype=np.float32)
+    boxes = _random_boxes(rng, n * tries, 0.0, 0.0, float(width), float(height), 0.05, 0.6)
+    keep = box_iou(boxes, positives).max(axis=1, initial=0.0) < max_iou
+    return boxes[keep][:n]
+
+
+def part_boxes(rng: np.random.Generator, box: np.ndarray, n: int, max_iou: float = 0.5,
+               tries: int = 20) -> np.ndarray:
+    """SAPNet's part negatives of a selected proposal: boxes inside ``box`` with IoU below ``max_iou``.
+
+    Boxes of sides 20-80 % of ``box``'s are drawn uniformly inside it; the first ``n`` with IoU below
+    ``max_iou`` (SAPNet's ``T_neg2``, 0.5) are kept. They teach the classification branch that a part
+    of an object is not the object (the "local" failure of MIL).
+
+    Returns:
+        ``(k, 4)`` float32 boxes, ``k <= n``.
+    """
+    if n <= 0:
+        return np.zeros((0, 4), dtype=np.float32)
+    x0, y0, x1, y1 = (float(v) for v in np.asarray(box).reshape(4))
+    boxes = _random_boxes(rng, n * tries, x0, y0, x1, y1, 0.2, 0.8)
+    keep = box_iou(boxes, np.asarray(box).reshape(1, 4))[:, 0] < max_iou
+    return boxes[keep][:n]
+
+
 class SAPHead(nn.Module):
     """RoI feature extractor and the MIL proposal selection branches.
 
@@ -201,6 +273,22 @@ def mil_loss(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy(bag, target, reduction="sum") / bag.shape[0]
 
 
+def negative_loss(cls_logits: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:
+    """Focal loss of negative proposals towards the background class (the last), summed over object classes.
+
+    ``-sum_c p_c ** gamma * log(1 - p_c)`` over the object classes ``c`` of each negative's class
+    softmax ``p``, averaged over the negatives (0 when there are none).
+
+    Args:
+        cls_logits: ``(M, K)`` classification logits of ``M`` negative proposals.
+        gamma: Focusing exponent.
+    """
+    if cls_logits.shape[0] == 0:
+        return cls_logits.sum() * 0.0
+    p = cls_logits.softmax(dim=-1)[:, :-1].clamp(0.0, 1 - 1e-6)
+    return -(p.pow(gamma) * torch.log1p(-p)).sum(dim=-1).mean()
+
+
 class SAPNet:
     """A trained proposal selector: :class:`SAPHead` plus its :class:`SAPNetConfig`."""
 
@@ -225,20 +313,28 @@ class SAPNet:
             out.append(bag)
         return out
 
-    def _logits(self, features: torch.Tensor, bags: Sequence[Bag],
-                image_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def box_logits(self, features: torch.Tensor, boxes: torch.Tensor,
+                   image_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Class and instance logits ``(B, P, K)`` of ``(B, P, 4)`` boxes in image pixels."""
         height, width = image_size
         scale = torch.tensor([FRAME_SIDE / width, FRAME_SIDE / height] * 2, dtype=torch.float32)
-        boxes = torch.stack([torch.as_tensor(b.boxes) * scale for b in bags])
-        return self.head(features, boxes)
+        return self.head(features, boxes.to(torch.float32) * scale)
+
+    def _logits(self, features: torch.Tensor, bags: Sequence[Bag],
+                image_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.box_logits(features, torch.stack([torch.as_tensor(b.boxes) for b in bags]), image_size)
 
     @torch.no_grad()
-    def select(self, backend: PromptableSegmenter, embedding: Embedding, bags: Sequence[Bag],
-               classes: Sequence[Any]) -> list[int]:
-        """Index of the selected proposal in each bag: argmax of ``cls_c x ins_c x pdg``.
+    def scores(self, backend: PromptableSegmenter, embedding: Embedding, bags: Sequence[Bag],
+               classes: Sequence[Any]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Selection scores and instance scores of each bag's proposals, for the bag's class.
 
-        A class not seen in training is scored with objectness ``1 - p_background`` times the instance
-        score averaged over the object classes.
+        For a class seen in training: ``(cls_c x ins_c x pdg, ins_c)``. A class not seen in training is
+        scored with objectness ``1 - p_background`` times the instance score averaged over the object
+        classes (and that average as its instance score).
+
+        Returns:
+            Per bag ``(score, instance)``, each ``(P,)`` float32; ``instance`` sums to 1 over the bag.
         """
         self.head.eval()
         feats = frame_features(backend, embedding, FRAME_SIDE)
@@ -249,8 +345,14 @@ class SAPNet:
             name = str(label)
             if name in self.config.classes[:-1]:
                 c = self.config.classes.index(name)
-                score = cls[b, :, c] * ins[b, :, c]
+                instance, objectness = ins[b, :, c], cls[b, :, c]
             else:
-                score = (1 - cls[b, :, -1]) * ins[b, :, :-1].mean(-1)
-            out.append(int(torch.argmax(score * torch.as_tensor(bag.pdg))))
+                instance, objectness = ins[b, :, :-1].mean(-1), 1 - cls[b, :, -1]
+            score = objectness * instance * torch.as_tensor(bag.pdg)
+            out.append((score.numpy().astype(np.float32), instance.numpy().astype(np.float32)))
         return out
+
+    def select(self, backend: PromptableSegmenter, embedding: Embedding, bags: Sequence[Bag],
+               classes: Sequence[Any]) -> list[int]:
+        """Index of the selected proposal in each bag: argmax of ``cls_c x ins_c x pdg`` (:meth:`scores`)."""
+        return [int(np.argmax(score)) for score, _ in self.scores(backend, embedding, bags, classes)]

@@ -10,8 +10,11 @@ import cv2
 import numpy as np
 
 from agents.aop.predictor import object_points
+from agents.sapnet.labels import label_source, supercategory
 from agents.sapnet.model import SAPNet
 from agents.sapnet.train import load_sapnet
+from sam_gym.data.base import Sample
+from sam_gym.data.scenes import sample_key
 from sam_gym.metrics import iou
 from sam_gym.policy import PromptPolicy
 
@@ -28,7 +31,9 @@ class SAPNetPolicy(PromptPolicy):
     """SAPNet in ``SamPrompt-v0``: click the annotated point, then steer the env to the selected proposal.
 
     Oracle: the "one annotated point" of the instance is taken from the ground truth (the interior
-    maximum of the target's distance transform) with the target's class (``Sample.class_id``). Step 1
+    maximum of the target's distance transform) with the target's class (``Sample.class_id``, or the
+    category in a COCO_MVal file name; mapped to its COCO supercategory for a ``"supercategory"`` model,
+    to ``"object"`` for an agnostic one; a class the model has not seen is scored by objectness). Step 1
     clicks that point (positive); the policy also decodes the point's proposal bag and selects one
     proposal with SAPNet. If the env's mask (the backend's top-score proposal) differs from the
     selected one (IoU < ``match_iou``), each further click steers towards the selected proposal, never
@@ -66,11 +71,26 @@ class SAPNetPolicy(PromptPolicy):
         self.model = model
         self.match_iou = float(match_iou)
         self.selected_mask: np.ndarray | None = None
+        self._dataset_name = ""
         self._last = np.array([0.5, 0.5, 1.0], dtype=np.float32)
 
     def check_env(self, env: SamPromptEnv) -> None:
         """Check that the model fits ``env``'s backend embedding (called by :meth:`bind`)."""
         self.model.check_backend(env.backend)
+        self._dataset_name = str(getattr(env.dataset, "name", ""))
+
+    def label(self, sample: Sample) -> str:
+        """The class label the model is asked about for ``sample``'s target."""
+        space = self.model.config.label_space
+        if space == "agnostic":
+            return "object"
+        raw = sample_key(self._dataset_name)(sample)[1]
+        if space == "supercategory":
+            try:
+                return supercategory(raw, label_source(self._dataset_name))
+            except ValueError:  # a dataset or class outside COCO/VOC: scored by objectness
+                return str(raw)
+        return str(raw)
 
     def reset(self) -> None:
         """Forget the previous episode's selection."""
@@ -82,7 +102,7 @@ class SAPNetPolicy(PromptPolicy):
         height, width = view.sample.target.shape
         if view.n_clicks == 0 or self.selected_mask is None:
             x, y = object_points([view.sample.target])[0]
-            label = view.sample.class_id
+            label = self.label(view.sample)
             bag = self.model.bags(view.backend, view.embedding, np.array([[x, y]]), [label])[0]
             index = self.model.select(view.backend, view.embedding, [bag], [label])[0]
             self.selected_mask = bag.masks[index]
