@@ -227,8 +227,13 @@ def test_training_writes_a_loadable_run(run_dir: Path) -> None:
     from sam_gym.data.hashing import sample_hash
 
     dataset = make_dataset(info["dataset"]["name"])  # the command's default dataset
-    assert info["split"] == {"train": [0, 8], "held_out": [8, 64],
-                             "train_sha256": [sample_hash(dataset[i]) for i in range(8)]}
+    # The default split is the paper's: a random subset, seeded by split_seed (0), recorded by index and content.
+    from agents.alignsam.run_format import split_indices
+
+    train, held_out = split_indices(len(dataset), 8, "random", 0)
+    assert train != list(range(8))
+    assert info["split"] == {"mode": "random", "seed": 0, "train": train, "held_out": held_out,
+                             "train_sha256": [sample_hash(dataset[i]) for i in train]}
     assert info["srm_warmup"]["steps"] == 10 and info["srm_warmup"]["samples"] > 8
     assert any((run_dir / "tb").rglob("events.*"))
 
