@@ -63,7 +63,8 @@ class AlignSAMExtractor(BaseFeaturesExtractor):
     ) -> None:
         keys = tuple(str(k) for k in inputs)
         if "state" not in keys or any(k not in _KEYS for k in keys) or len(set(keys)) != len(keys):
-            raise ValueError(f"Expected inputs to be distinct keys among {_KEYS} including 'state', got {tuple(inputs)}")
+            raise ValueError(f"Expected inputs to be distinct keys among {_KEYS} including 'state', "
+                             f"got {tuple(inputs)}")
         if not isinstance(observation_space, spaces.Dict) or any(k not in observation_space.spaces for k in keys):
             raise ValueError(f"Expected a Dict observation space with keys {keys}, got {observation_space}")
         shape = tuple(int(v) for v in state_shape)

@@ -3,8 +3,8 @@
 Layout::
 
     DIR/config.json                the run description (JSON): the TrainConfig, the backend, the dataset and
-                                   its split (index ranges and the content hashes of the training samples,
-                                   see :func:`split_record`), the state shape, the observation and action
+                                   its split (index ranges or, for a random split, index lists, and the
+                                   content hashes of the training samples, see :func:`split_record`), the state shape, the observation and action
                                    spaces, the steps done and the name of the checkpoint folder
     DIR/checkpoint-00005000/       the checkpoint, written as one unit (a staging folder renamed into place):
         model.pt                   the MaskablePPO policy and optimiser state dicts and the PPO counters
@@ -38,9 +38,9 @@ import numpy as np
 from sam_gym.atomic import atomic_folder, atomic_write_bytes, remove_stale_temporaries
 
 __all__ = ["LEGACY_MODEL_FILE", "MODEL_WEIGHTS", "RUN_CONFIG", "RUN_FORMAT", "RUN_VERSION", "checkpoint_dir",
-           "clean_run_folder", "held_out_indices", "legacy_run_error", "load_model", "load_srm", "model_state", "read_model_state",
-           "read_run_info", "restore_model", "space_from_json", "space_to_json", "split_description", "split_indices", "split_record",
-           "train_sample_hashes", "write_checkpoint"]
+           "clean_run_folder", "held_out_indices", "legacy_run_error", "load_model", "load_srm", "model_state",
+           "read_model_state", "read_run_info", "restore_model", "space_from_json", "space_to_json",
+           "split_description", "split_indices", "split_record", "train_sample_hashes", "write_checkpoint"]
 
 RUN_CONFIG = "config.json"
 RUN_FORMAT = "alignsam-run"

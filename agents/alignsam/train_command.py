@@ -73,7 +73,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-steps", type=int, help=f"rollout steps per env {default('n_steps')}")
     parser.add_argument("--batch-size", type=int, help=f"PPO minibatch {default('batch_size')}")
     parser.add_argument("--n-epochs", type=int, help=f"PPO epochs per update (default: {d.n_epochs})")
-    parser.add_argument("--gae-lambda", type=float, help=f"GAE lambda; 1 is the paper's eq. 6-7 {default('gae_lambda')}")
+    parser.add_argument("--gae-lambda", type=float,
+                        help=f"GAE lambda; 1 is the paper's eq. 6-7 {default('gae_lambda')}")
     parser.add_argument("--q-updates", type=int, help="SRM steps per action (default: 1 implicit, 5 explicit)")
     parser.add_argument("--srm-warmup-steps", type=int,
                         help=f"supervised SRM steps on the training split before PPO; 0: the paper's online-only "
@@ -91,7 +92,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-clicks", type=int, help=f"clicks per episode (default: {d.max_clicks})")
     parser.add_argument("--device", help=f"torch device (default: {d.device})")
     parser.add_argument("--checkpoint-every", type=int, metavar="STEPS",
-                        help=f"steps between checkpoints; Ctrl-C and SIGTERM also save one (default: {d.checkpoint_every})")
+                        help=f"steps between checkpoints; Ctrl-C and SIGTERM also save one "
+                             f"(default: {d.checkpoint_every})")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out up to --timesteps")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
