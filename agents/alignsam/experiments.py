@@ -25,16 +25,17 @@ condition                 locations                     labels / initial prompts
 Metrics: foreground-hit rate (fraction of clicks on ground-truth foreground), mean IoU after the
 last click (15), after the first, and after the initial prompts alone (the SRM's pair: before any
 click of the policy), SRM label accuracy (fraction of clicks whose label equals the ground truth at
-the point: on the agent's clicks in ``alignsam``, on random clicks in ``w/o RL``). Each is
-averaged over the held-out episodes of one training seed, then reported as mean +/- std over the training seeds. ``w/o SRM`` reuses the agent trained with the SRM
-(not retrained without it) and ``single step`` reads the first click of the 15-click episodes:
-both deviations from the paper are stated in the table. The two ``GT init`` conditions are not in
-the paper: they start from one random ground-truth positive and one negative point (the training
-episodes' start, or a user's first clicks in interactive segmentation), which separates the
-quality of the clicks from the SRM's choice of the target; they read the ground truth and are
-reported as such. Each condition also reports how often the SRM's positive initial prompt is on
-the target and the final mIoU of those episodes and of the others. The random policy draws from the env's
-``np_random``, so its episodes are reproducible from the seeds.
+the point: on the agent's clicks in ``alignsam``, on random clicks in ``w/o RL``). Each is averaged
+over the held-out episodes of one training seed, then reported as mean +/- std over the training
+seeds. ``w/o SRM`` reuses the agent trained with the SRM (not retrained without it) and ``single
+step`` reads the first click of the 15-click episodes: both deviations from the paper are stated in
+the table. The two ``GT init`` conditions are not in the paper: they start from one random
+ground-truth positive and one negative point (the training episodes' start, or a user's first clicks
+in interactive segmentation), which separates the quality of the clicks from the SRM's choice of the
+target; they read the ground truth and are reported as such. Each condition also reports how often
+the SRM's positive initial prompt is on the target and the final mIoU of those episodes and of the
+others. The random policy draws from the env's ``np_random``, so its episodes are reproducible from
+the seeds.
 
 Usage::
 
@@ -260,7 +261,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--eval-dataset", default=None,
                         help="evaluate on this dataset (its samples that are not training samples; default: the "
                              "held-out samples of the training dataset)")
-    parser.add_argument("--dataset-n", type=int, default=None, help="number of synthetic shapes (synthetic only)")
+    parser.add_argument("--dataset-n", type=int, default=None,
+                        help="number of synthetic scenes of the training and evaluation datasets (synthetic only)")
     parser.add_argument("--backend", default="classical", help="classical (NOT SAM) | sam_vit_b | ...")
     parser.add_argument("--checkpoint", default=None, help="SAM weights path (SAM backends)")
     parser.add_argument("--srm", choices=("implicit", "explicit"), default="implicit", help="SRM branch")
@@ -337,7 +339,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     train_name = args.train_dataset or args.dataset
     eval_name = args.eval_dataset or train_name
     same_dataset = eval_name == train_name
-    dataset = make_dataset(eval_name, **(dataset_kwargs if same_dataset else {}))
+    dataset = make_dataset(eval_name, **dataset_kwargs)
     cache = EmbeddingCache(make_backend(args.backend, checkpoint=args.checkpoint), max_items=max(64, len(dataset)))
     per_seed: dict[int, dict[str, dict[str, float]]] = {}
     timings: dict[int, dict[str, float]] = {}

@@ -4,8 +4,9 @@ Layout::
 
     DIR/config.json                the run description (JSON): the TrainConfig, the backend, the dataset and
                                    its split (index ranges or, for a random split, index lists, and the
-                                   content hashes of the training samples, see :func:`split_record`), the state shape, the observation and action
-                                   spaces, the steps done and the name of the checkpoint folder
+                                   content hashes of the training samples, see :func:`split_record`), the
+                                   state shape, the observation and action spaces, the steps done and the
+                                   name of the checkpoint folder
     DIR/checkpoint-00005000/       the checkpoint, written as one unit (a staging folder renamed into place):
         model.pt                   the MaskablePPO policy and optimiser state dicts and the PPO counters
                                    (a weights-only torch file)
