@@ -272,8 +272,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--timesteps", type=int, default=8000, help="training steps per seed")
     parser.add_argument("--n-train", type=int, default=50, help="training samples (the rest is held out)")
     parser.add_argument("--max-eval", type=int, default=None, help="evaluate on the first N held-out samples only")
-    parser.add_argument("--n-steps", type=int, default=None, 
-                        help="rollout steps per env (default: the paper's 375 x 2 envs)")
+    parser.add_argument("--n-steps", type=int, default=None,
+                        help="rollout steps per env (default: TrainConfig's 375 x 2 envs; --preset paper: one "
+                             "15-click episode x 1 env)")
     parser.add_argument("--n-epochs", type=int, default=None, help="PPO epochs (default: the paper's 20)")
     parser.add_argument("--srm-warmup-steps", type=int, default=None,
                         help="supervised SRM warm-up steps before PPO (default: TrainConfig's; 0: paper, online only)")
