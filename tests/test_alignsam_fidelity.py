@@ -214,6 +214,13 @@ def test_run_records_inputs_and_old_runs_load_with_all_inputs(tmp_path: Path) ->
     agent = AlignSAMPolicy.load(old, device="cpu")
     assert agent.model.policy.features_extractor.inputs == ALL_INPUTS
     assert held_out_indices(agent.run_info) == [4, 5]
+    # resuming it with today's defaults continues it as it was made (first split, Q per vector step)
+    from agents.alignsam.training import train as train_again
+
+    train_again(TrainConfig(**{**TINY, "timesteps": 45}, out=str(old)), resume=True)
+    resumed = json.loads(path.read_text())
+    assert resumed["num_timesteps"] >= 45 and resumed["config"]["train_split"] == "first"
+    assert resumed["config"]["srm_q_per_action"] is False and resumed["split"]["train"] == [0, 4]
 
 
 def test_experiment_trains_on_one_dataset_and_evaluates_on_another(tmp_path: Path) -> None:

@@ -141,10 +141,17 @@ def _run_info(config: TrainConfig, vec_env: Any, dataset: Any, num_timesteps: in
 
 
 def _resume_config(config: TrainConfig, info: dict[str, Any]) -> TrainConfig:
-    """The saved config with the new ``timesteps``; other differences are an error."""
+    """The saved config with the new ``timesteps``; other differences are an error.
+
+    A field the saved ``config.json`` lacks (added since the run was made) keeps the value the run
+    was made with, whatever ``config`` says: a resumed run continues as it was trained.
+    """
+    from agents.alignsam.config import _ADDED_FIELDS
+
     saved = TrainConfig.from_dict(info["config"], require_all=True)
     new, old = config.to_dict(), saved.to_dict()
-    changed = sorted(k for k in new if new[k] != old[k] and k not in _RESUMABLE_CHANGES)
+    absent = set(_ADDED_FIELDS) - set(info["config"])
+    changed = sorted(k for k in new if new[k] != old[k] and k not in _RESUMABLE_CHANGES | absent)
     if changed:
         details = ", ".join(f"{k}: saved {old[k]!r}, given {new[k]!r}" for k in changed)
         raise ValueError(f"Expected --resume with the saved run's settings, got different {details}")
