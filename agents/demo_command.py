@@ -79,7 +79,8 @@ def _train_config(args: argparse.Namespace, run_dir: Path) -> Any:
         sizes = {k: v for k, v in QUICK.items() if k != "episodes"}
     return TrainConfig(dataset=args.dataset, dataset_kwargs={"n": DATASET_N}, backend=args.backend,
                        checkpoint=args.checkpoint, half=args.half, seed=args.seed,
-                       out=str(run_dir), srm="implicit", device=args.device or "auto", progress_bar=True,
+                       out=str(run_dir), srm="implicit", train_split="first", device=args.device or "auto",
+                       progress_bar=True,
                        extra={"command": _command_line(args)}, **sizes)
 
 

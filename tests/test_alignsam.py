@@ -227,8 +227,13 @@ def test_training_writes_a_loadable_run(run_dir: Path) -> None:
     from sam_gym.data.hashing import sample_hash
 
     dataset = make_dataset(info["dataset"]["name"])  # the command's default dataset
-    assert info["split"] == {"train": [0, 8], "held_out": [8, 64],
-                             "train_sha256": [sample_hash(dataset[i]) for i in range(8)]}
+    # The default split is the paper's: a random subset, seeded by split_seed (0), recorded by index and content.
+    from agents.alignsam.run_format import split_indices
+
+    train, held_out = split_indices(len(dataset), 8, "random", 0)
+    assert train != list(range(8))
+    assert info["split"] == {"mode": "random", "seed": 0, "train": train, "held_out": held_out,
+                             "train_sha256": [sample_hash(dataset[i]) for i in train]}
     assert info["srm_warmup"]["steps"] == 10 and info["srm_warmup"]["samples"] > 8
     assert any((run_dir / "tb").rglob("events.*"))
 
@@ -347,9 +352,13 @@ def test_experiments_tiny_end_to_end(tmp_path: Path) -> None:
     assert model.stat().st_mtime_ns == stamp
     with pytest.raises(ValueError, match="same settings.*timesteps: saved 100, given 120"):
         main([*argv, "--timesteps", "120"])
-    assert set(results["summary"]) == set(CONDITIONS) | {SRM_MAP}
-    assert results["held_out"] == [8, 9]
-    for cond in CONDITIONS:
+    # without --ablate-inputs there is no state-only agent; the held-out samples are the run's (random) split's
+    from agents.alignsam.run_format import split_indices
+
+    conditions = set(CONDITIONS) - {"state only (eq. 4)"}
+    assert set(results["summary"]) == conditions | {SRM_MAP}
+    assert results["held_out"] == split_indices(12, 8, "random", 0)[1][:2]
+    for cond in conditions:
         metrics = results["summary"][cond]
         assert 0.0 <= metrics["hit_rate"][0] <= 1.0 and 0.0 <= metrics["miou_final"][0] <= 1.0
     assert 0.0 <= results["summary"][SRM_MAP]["balanced_accuracy"][0] <= 1.0

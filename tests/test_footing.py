@@ -18,7 +18,7 @@ from sam_gym.data import make_dataset
 
 TRAIN = ["train", "--dataset", "synthetic-shapes", "--timesteps", "8", "--n-steps", "8", "--batch-size", "8",
          "--n-epochs", "1", "--n-envs", "1", "--n-train", "4", "--max-clicks", "3", "--srm-warmup-steps", "5",
-         "--seed", "0", "--no-progress", "--device", "cpu"]
+         "--seed", "0", "--no-progress", "--device", "cpu", "--train-split", "first"]
 N_TRAIN = 4
 
 

@@ -1,8 +1,12 @@
 r"""Held-out evaluation of AlignSAM against the random policy, with the paper's Table-2 ablations.
 
-For each training seed, an agent is trained (or reused when its run folder is complete) on the
-first ``n_train`` samples, then every condition runs through :func:`sam_gym.evaluation.run_episodes`
-on the same held-out samples and ``reset`` seeds, with the same backend:
+For each training seed, an agent is trained (or reused when its run folder is complete) on
+``n_train`` samples of the training dataset (the run's split: a seeded random subset by default,
+the same for every training seed), then every condition runs through
+:func:`sam_gym.evaluation.run_episodes` on the same evaluation samples and ``reset`` seeds, with
+the same backend. The evaluation samples are the run's held-out samples, or, with
+``--eval-dataset`` another than ``--train-dataset`` (held-out real data), every sample of the
+evaluation dataset whose content is not a training sample:
 
 ========================  ============================  ===============================================
 condition                 locations                     labels / initial prompts
@@ -14,25 +18,32 @@ condition                 locations                     labels / initial prompts
 ``single step``           the agent, first click only   SRM / SRM (paper: "w/o multi-step interaction")
 ``alignsam, GT init``     the agent (deterministic)     SRM / ground-truth pair (privileged, see below)
 ``w/o RL, GT init``       random patches                SRM / ground-truth pair (privileged)
+``state only (eq. 4)``    an agent that reads only      SRM / SRM (``--ablate-inputs``: a second agent
+                          ``state`` (deterministic)     per seed, trained with ``inputs=("state",)``)
 ========================  ============================  ===============================================
 
 Metrics: foreground-hit rate (fraction of clicks on ground-truth foreground), mean IoU after the
-last click (15) and after the first, SRM label accuracy (fraction of clicks whose label equals the
-ground truth at the point). Each is averaged over the held-out episodes of one training seed, then
-reported as mean +/- std over the training seeds. ``w/o SRM`` reuses the agent trained with the SRM
-(not retrained without it) and ``single step`` reads the first click of the 15-click episodes:
-both deviations from the paper are stated in the table. The two ``GT init`` conditions are not in
-the paper: they start from one random ground-truth positive and one negative point (the training
-episodes' start, or a user's first clicks in interactive segmentation), which separates the
-quality of the clicks from the SRM's choice of the target; they read the ground truth and are
-reported as such. Each condition also reports how often the SRM's positive initial prompt is on
-the target and the final mIoU of those episodes and of the others. The random policy draws from the env's
-``np_random``, so its episodes are reproducible from the seeds.
+last click (15), after the first, and after the initial prompts alone (the SRM's pair: before any
+click of the policy), SRM label accuracy (fraction of clicks whose label equals the ground truth at
+the point: on the agent's clicks in ``alignsam``, on random clicks in ``w/o RL``). Each is averaged
+over the held-out episodes of one training seed, then reported as mean +/- std over the training
+seeds. ``w/o SRM`` reuses the agent trained with the SRM (not retrained without it) and ``single
+step`` reads the first click of the 15-click episodes: both deviations from the paper are stated in
+the table. The two ``GT init`` conditions are not in the paper: they start from one random
+ground-truth positive and one negative point (the training episodes' start, or a user's first clicks
+in interactive segmentation), which separates the quality of the clicks from the SRM's choice of the
+target; they read the ground truth and are reported as such. Each condition also reports how often
+the SRM's positive initial prompt is on the target and the final mIoU of those episodes and of the
+others. The random policy draws from the env's ``np_random``, so its episodes are reproducible from
+the seeds.
 
 Usage::
 
     python -m agents.alignsam.experiments --dataset synthetic-shapes --dataset-n 114 \\
         --seeds 0 1 2 --timesteps 8000 --out runs/alignsam-exp
+    # held-out real data: train on 50 random Berkeley images, evaluate on SOD (and the reverse)
+    python -m agents.alignsam.experiments --train-dataset ../shared/data/Berkeley \\
+        --eval-dataset ../shared/data/SOD --seeds 0 1 2 --ablate-inputs --out runs/alignsam-exp/berkeley-sod
 
 The same command runs unchanged with ``--backend sam_vit_b --checkpoint PATH``. With the default
 ``classical`` backend the segmenter is a weight-free graph cut, NOT SAM; the report says so.
@@ -62,6 +73,7 @@ CONDITIONS: dict[str, str] = {
     "single step": "agent + SRM, IoU and hit rate of the first click only (T = 1)",
     "alignsam, GT init": "agent + SRM labels, initial pair from the ground truth (privileged: target given)",
     "w/o RL, GT init": "random patches + SRM labels, initial pair from the ground truth (privileged)",
+    "state only (eq. 4)": "agent trained on the eq. 4 state alone + its SRM labels and initial prompts",
 }
 
 
@@ -167,6 +179,38 @@ def evaluate_run(run_dir: str | Path, indices: Sequence[int], eval_seeds: Sequen
     return results
 
 
+def evaluate_agent(run_dir: str | Path, indices: Sequence[int], eval_seeds: Sequence[int],
+                   dataset: Any, cache: Any) -> dict[str, float]:
+    """The ``alignsam`` condition alone (the agent with its SRM's labels and initial prompts), for ablation runs."""
+    from agents.alignsam.policy import AlignSAMPolicy
+    from sam_gym.envs import SamPromptEnv
+    from sam_gym.evaluation import run_episodes
+
+    agent = AlignSAMPolicy.load(run_dir)
+    config = agent.run_info["config"]
+    env = SamPromptEnv(dataset=dataset, cache=cache, grid=tuple(config["grid"]), max_clicks=config["max_clicks"],
+                       **agent.env_kwargs)
+    return _metrics(run_episodes(agent, env, indices, eval_seeds), dataset)
+
+
+def evaluation_indices(run_dir: str | Path, dataset: Any, same_dataset: bool) -> list[int]:
+    """The samples to evaluate a run on: its held-out split, or those of another dataset that it did not train on.
+
+    Args:
+        run_dir: The run folder.
+        dataset: The evaluation dataset.
+        same_dataset: Whether ``dataset`` is the training dataset (then the run's split decides).
+    """
+    from agents.alignsam.run_format import held_out_indices, read_run_info, train_sample_hashes
+    from sam_gym.data.hashing import sample_hash
+
+    info = read_run_info(run_dir)
+    if same_dataset:
+        return held_out_indices(info)
+    trained = train_sample_hashes(info) or frozenset()
+    return [i for i in range(len(dataset)) if sample_hash(dataset[i]) not in trained]
+
+
 def summarize(per_seed: dict[int, dict[str, dict[str, float]]]) -> dict[str, dict[str, tuple[float, ...]]]:
     """Condition -> metric -> ``(mean, std, low, high)`` over training seeds.
 
@@ -190,11 +234,11 @@ def summarize(per_seed: dict[int, dict[str, dict[str, float]]]) -> dict[str, dic
 
 def markdown_table(summary: dict[str, dict[str, tuple[float, ...]]], n_seeds: int) -> str:
     """The results as a Markdown table (mean +/- std [95 % bootstrap interval] over ``n_seeds`` training seeds)."""
-    columns = ["condition", "fg-hit rate", "mIoU after last click", "mIoU after click 1", "label accuracy",
-               "init on target", "mIoU last, init on target", "mIoU last, init off target", "what"]
+    columns = ["condition", "fg-hit rate", "mIoU after last click", "mIoU after click 1", "mIoU after initial prompts",
+               "label accuracy", "init on target", "mIoU last, init on target", "mIoU last, init off target", "what"]
     rows = [[cond, *(f"{metrics[m][0]:.3f} ± {metrics[m][1]:.3f} [{metrics[m][2]:.3f}, {metrics[m][3]:.3f}]"
                      if m in metrics else "–"
-                     for m in ("hit_rate", "miou_final", "miou_first", "label_accuracy", "init_on_target",
+                     for m in ("hit_rate", "miou_final", "miou_first", "miou_init", "label_accuracy", "init_on_target",
                                "miou_final_good_init", "miou_final_bad_init")), CONDITIONS[cond]]
             for cond, metrics in summary.items() if cond in CONDITIONS]
     lines = [reporting.markdown_table(rows, columns),
@@ -211,8 +255,14 @@ def markdown_table(summary: dict[str, dict[str, tuple[float, ...]]], n_seeds: in
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m agents.alignsam.experiments", description=__doc__.split("\n")[0])
-    parser.add_argument("--dataset", default="synthetic-shapes", help="dataset name or folder")
-    parser.add_argument("--dataset-n", type=int, default=None, help="number of synthetic shapes (synthetic only)")
+    parser.add_argument("--dataset", default="synthetic-shapes",
+                        help="dataset name or folder, to train on and evaluate on its held-out samples")
+    parser.add_argument("--train-dataset", default=None, help="train on this dataset instead (default: --dataset)")
+    parser.add_argument("--eval-dataset", default=None,
+                        help="evaluate on this dataset (its samples that are not training samples; default: the "
+                             "held-out samples of the training dataset)")
+    parser.add_argument("--dataset-n", type=int, default=None,
+                        help="number of synthetic scenes of the training and evaluation datasets (synthetic only)")
     parser.add_argument("--backend", default="classical", help="classical (NOT SAM) | sam_vit_b | ...")
     parser.add_argument("--checkpoint", default=None, help="SAM weights path (SAM backends)")
     parser.add_argument("--srm", choices=("implicit", "explicit"), default="implicit", help="SRM branch")
@@ -222,16 +272,49 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--timesteps", type=int, default=8000, help="training steps per seed")
     parser.add_argument("--n-train", type=int, default=50, help="training samples (the rest is held out)")
     parser.add_argument("--max-eval", type=int, default=None, help="evaluate on the first N held-out samples only")
-    parser.add_argument("--n-steps", type=int, default=None, 
-                        help="rollout steps per env (default: the paper's 375 x 2 envs)")
+    parser.add_argument("--n-steps", type=int, default=None,
+                        help="rollout steps per env (default: TrainConfig's 375 x 2 envs; --preset paper: one "
+                             "15-click episode x 1 env)")
     parser.add_argument("--n-epochs", type=int, default=None, help="PPO epochs (default: the paper's 20)")
     parser.add_argument("--srm-warmup-steps", type=int, default=None,
                         help="supervised SRM warm-up steps before PPO (default: TrainConfig's; 0: paper, online only)")
     parser.add_argument("--no-srm-context", action="store_true",
                         help="the paper's SRM input, without the four context channels")
     parser.add_argument("--ent-coef", type=float, default=None, help="PPO entropy bonus (default: TrainConfig's)")
+    parser.add_argument("--preset", choices=("paper",), default=None,
+                        help="TrainConfig.preset (paper: Algorithm 1's schedule, eq. 4 state, the paper's SRM); the "
+                             "options above override it")
+    parser.add_argument("--train-labels", choices=("oracle", "srm"), default=None,
+                        help="labels of the training clicks: oracle (the paper's) or the online SRM's "
+                             "(as at evaluation)")
+    parser.add_argument("--separate-extractors", action="store_true",
+                        help="actor and critic each get their own features extractor (the paper's separate networks)")
+    parser.add_argument("--ablate-inputs", action="store_true",
+                        help="also train, per seed, an agent that reads only the eq. 4 state (condition 'state only')")
     parser.add_argument("--out", required=True, help="folder of the runs and of results.json / results.md")
     return parser.parse_args(argv)
+
+
+def _train_config(args: argparse.Namespace, train_dataset: str, dataset_kwargs: dict[str, Any], seed: int,
+                  run_dir: Path, **fields: Any) -> Any:
+    """The run's TrainConfig: the preset (if any), then the options given, then ``fields``."""
+    from agents.alignsam.config import TrainConfig
+
+    given: dict[str, Any] = {k: v for k, v in (("n_steps", args.n_steps), ("n_epochs", args.n_epochs),
+                                               ("srm_warmup_steps", args.srm_warmup_steps),
+                                               ("ent_coef", args.ent_coef), ("train_labels", args.train_labels))
+                             if v is not None}
+    if args.no_srm_context:
+        given["srm_context"] = False
+    if args.separate_extractors:
+        given["share_features_extractor"] = False
+    given.update(dataset=train_dataset, dataset_kwargs=dataset_kwargs, backend=args.backend,
+                 checkpoint=args.checkpoint, srm=args.srm, text=args.text, n_train=args.n_train,
+                 timesteps=args.timesteps, seed=seed, out=str(run_dir), progress_bar=False, **fields)
+    if args.n_steps:
+        n_envs = 1 if args.preset == "paper" else TrainConfig.n_envs
+        given.setdefault("batch_size", min(TrainConfig.batch_size, args.n_steps * n_envs))
+    return TrainConfig.preset(args.preset, **given) if args.preset else TrainConfig(**given)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -254,41 +337,50 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(threads)
     out = Path(args.out)
     dataset_kwargs = {"n": args.dataset_n} if args.dataset_n is not None else {}
-    dataset = make_dataset(args.dataset, **dataset_kwargs)
-    held_out = list(range(args.n_train, len(dataset)))[: args.max_eval]
-    if not held_out:
-        raise ValueError(f"Expected held-out samples after the first {args.n_train}, got a dataset of {len(dataset)}")
-    cache = EmbeddingCache(make_backend(args.backend, checkpoint=args.checkpoint), max_items=max(64, len(held_out)))
+    train_name = args.train_dataset or args.dataset
+    eval_name = args.eval_dataset or train_name
+    same_dataset = eval_name == train_name
+    dataset = make_dataset(eval_name, **dataset_kwargs)
+    cache = EmbeddingCache(make_backend(args.backend, checkpoint=args.checkpoint), max_items=max(64, len(dataset)))
     per_seed: dict[int, dict[str, dict[str, float]]] = {}
     timings: dict[int, dict[str, float]] = {}
+    held_out: list[int] = []
     for seed in args.seeds:
         run_dir = out / f"seed{seed}"
-        config = TrainConfig(dataset=args.dataset, dataset_kwargs=dataset_kwargs, backend=args.backend,
-                             checkpoint=args.checkpoint, srm=args.srm, text=args.text, n_train=args.n_train,
-                             timesteps=args.timesteps, seed=seed, out=str(run_dir), progress_bar=False,
-                             srm_context=not args.no_srm_context,
-                             **{k: v for k, v in (("n_steps", args.n_steps), ("n_epochs", args.n_epochs),
-                                                  ("srm_warmup_steps", args.srm_warmup_steps),
-                                                  ("ent_coef", args.ent_coef)) if v is not None})
-        if args.n_steps:
-            config.batch_size = min(config.batch_size, args.n_steps * config.n_envs)
         start = time.perf_counter()
-        train_or_reuse(config)
+        train_or_reuse(_train_config(args, train_name, dataset_kwargs, seed, run_dir))
         info = read_run_info(run_dir)
         train_s = time.perf_counter() - start
+        indices = evaluation_indices(run_dir, dataset, same_dataset)[: args.max_eval]
+        if not indices:
+            raise ValueError(f"Expected samples to evaluate on, got none: {train_name} was trained on whole "
+                             f"(--n-train {args.n_train}); pass --eval-dataset or a smaller --n-train")
+        if held_out and indices != held_out:
+            raise ValueError(f"Expected every training seed to hold out the same samples, got {indices[:5]}... "
+                             f"and {held_out[:5]}... (run folders of another split in {out}?)")
+        held_out = indices
         start = time.perf_counter()
         per_seed[seed] = evaluate_run(run_dir, held_out, args.eval_seeds, dataset, cache)
+        if args.ablate_inputs:
+            state_dir = out / f"seed{seed}-state-only"
+            train_or_reuse(_train_config(args, train_name, dataset_kwargs, seed, state_dir, inputs=("state",)))
+            per_seed[seed]["state only (eq. 4)"] = evaluate_agent(state_dir, held_out, args.eval_seeds, dataset,
+                                                                  cache)
         timings[seed] = {"train_s": round(train_s, 1), "eval_s": round(time.perf_counter() - start, 1),
                          "train_steps_per_s": info.get("steps_per_second", 0.0)}
         print(f"seed {seed}: trained in {train_s:.0f} s, evaluated in {timings[seed]['eval_s']:.0f} s")
     summary = summarize(per_seed)
     backend = cache.backend.description
-    header = (f"AlignSAM on {dataset.name} (train: first {args.n_train}, held out: {len(held_out)} samples x "
-              f"{len(args.eval_seeds)} eval seed(s)), backend: {backend}, {args.timesteps} training steps, "
-              f"srm={args.srm}")
+    config = read_run_info(out / f"seed{args.seeds[0]}")["config"]
+    where = (f"held out: {len(held_out)} samples" if same_dataset
+             else f"evaluated on {dataset.name}: {len(held_out)} samples")
+    header = (f"AlignSAM trained on {config['n_train']} samples of {train_name} ({config['train_split']} split), "
+              f"{where} x {len(args.eval_seeds)} eval seed(s), backend: {backend}, {config['timesteps']} training "
+              f"steps, srm={args.srm}, inputs={'+'.join(config['inputs'])}, train labels {config['train_labels']}"
+              + (f", preset {args.preset}" if args.preset else ""))
     table = header + "\n\n" + markdown_table(summary, len(args.seeds))
-    results = {"args": vars(args), "backend": backend, "dataset": dataset.name, "held_out": held_out,
-               "per_seed": per_seed, "summary": summary, "timings": timings}
+    results = {"args": vars(args), "backend": backend, "train_dataset": train_name, "dataset": dataset.name,
+               "held_out": held_out, "per_seed": per_seed, "summary": summary, "timings": timings}
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / "results.json", json.dumps(results, indent=2).encode())
     atomic_write_bytes(out / "results.md", (table + "\n").encode())

@@ -8,7 +8,9 @@ Observation keys (see :class:`sam_gym.envs.SamPromptEnv`): ``state`` (flattened 
 embedding times previous-mask probability, cell ``(r, c)`` = image patch ``(r, c)``, row 0 at the
 top), ``mask`` (``(1, m, m)`` uint8 previous mask probability x 255 over the image frame, indexed
 ``[row, col]``), ``clicks`` (rows ``(x / W, y / H, label)``, x right, y down, label 1 foreground /
-0 background, padding ``(0, 0, -1)``) and ``clicked`` (1 for patches already clicked).
+0 background, padding ``(0, 0, -1)``) and ``clicked`` (1 for patches already clicked). The
+extractor reads the keys in ``inputs`` (``TrainConfig.inputs``): ``("state",)`` is the paper's eq. 4
+state alone; the other keys are ignored when left out.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ _KEYS = ("state", "mask", "clicks", "clicked")
 
 
 class AlignSAMExtractor(BaseFeaturesExtractor):
-    """Convolutions on the spatial state and on the mask, an MLP on the clicks.
+    """Convolutions on the spatial state and on the mask, an MLP on the clicks (each part only if read).
 
     * ``state`` is un-flattened to ``(C, gh, gw)``, reduced to ``state_channels`` by a 1 x 1
       convolution (so that C = 10 for the classical backend and C = 256 for SAM cost about the same),
@@ -36,16 +38,19 @@ class AlignSAMExtractor(BaseFeaturesExtractor):
     * ``mask`` (scaled to [0, 1]) is pooled to 32 x 32 and goes through a small strided CNN; it is
       also average-pooled to the ``gh x gw`` grid and passed on as is, so that a linear head can map
       "mask high in cell i" to "click cell i" directly.
-    * ``clicks`` and ``clicked`` go through one hidden layer.
+    * ``clicks`` and ``clicked`` (those of them in ``inputs``) go through one hidden layer.
 
     Args:
         observation_space: The env's ``Dict`` observation space.
         state_shape: ``(C, gh, gw)`` of the flattened ``state`` (``env.unwrapped.state_shape``).
         state_channels: Channels after the 1 x 1 reduction of the state.
         hidden: Width of the projected state and of the click MLP.
+        inputs: The observation keys to read: distinct keys of ``("state", "mask", "clicks", "clicked")``,
+            ``"state"`` among them (default: all four).
 
     Raises:
-        ValueError: If a key is missing or ``state_shape`` does not match the ``state`` space size.
+        ValueError: If ``inputs`` is not such a subset, a key it names is missing from the space, or
+            ``state_shape`` does not match the ``state`` space size.
     """
 
     def __init__(
@@ -54,21 +59,30 @@ class AlignSAMExtractor(BaseFeaturesExtractor):
         state_shape: tuple[int, int, int] | list[int],
         state_channels: int = 32,
         hidden: int = 256,
+        inputs: tuple[str, ...] | list[str] = _KEYS,
     ) -> None:
-        if not isinstance(observation_space, spaces.Dict) or any(k not in observation_space.spaces for k in _KEYS):
-            raise ValueError(f"Expected a Dict observation space with keys {_KEYS}, got {observation_space}")
+        keys = tuple(str(k) for k in inputs)
+        if "state" not in keys or any(k not in _KEYS for k in keys) or len(set(keys)) != len(keys):
+            raise ValueError(f"Expected inputs to be distinct keys among {_KEYS} including 'state', "
+                             f"got {tuple(inputs)}")
+        if not isinstance(observation_space, spaces.Dict) or any(k not in observation_space.spaces for k in keys):
+            raise ValueError(f"Expected a Dict observation space with keys {keys}, got {observation_space}")
         shape = tuple(int(v) for v in state_shape)
         state_size = int(np.prod(_shape(observation_space, "state")))
         if len(shape) != 3 or min(shape) < 1 or int(np.prod(shape)) != state_size:
             raise ValueError(f"Expected state_shape (C, gh, gw) with C * gh * gw == {state_size} (the size of the "
                              f"'state' space; pass env.unwrapped.state_shape), got {tuple(state_shape)}")
-        mask_shape = _shape(observation_space, "mask")
-        if len(mask_shape) != 3 or mask_shape[0] != 1:
-            raise ValueError(f"Expected a (1, m, m) 'mask' space, got shape {mask_shape}")
+        if "mask" in keys:
+            mask_shape = _shape(observation_space, "mask")
+            if len(mask_shape) != 3 or mask_shape[0] != 1:
+                raise ValueError(f"Expected a (1, m, m) 'mask' space, got shape {mask_shape}")
         channels, gh, gw = shape
-        vector_size = int(np.prod(_shape(observation_space, "clicks")) + np.prod(_shape(observation_space, "clicked")))
-        features_dim = hidden + 128 + hidden // 2 + gh * gw
+        self.vector_keys = tuple(k for k in ("clicks", "clicked") if k in keys)
+        vector_size = int(sum(np.prod(_shape(observation_space, k)) for k in self.vector_keys))
+        features_dim = (hidden + (128 + gh * gw if "mask" in keys else 0)
+                        + (hidden // 2 if self.vector_keys else 0))
         super().__init__(observation_space, features_dim)
+        self.inputs = keys
         self.state_shape = shape
         self.state_net = nn.Sequential(
             nn.Conv2d(channels, state_channels, 1),
@@ -90,18 +104,24 @@ class AlignSAMExtractor(BaseFeaturesExtractor):
             nn.Flatten(),
             nn.Linear(32 * 4 * 4, 128),
             nn.ReLU(),
-        )
-        self.vector_net = nn.Sequential(nn.Linear(vector_size, hidden // 2), nn.ReLU())
+        ) if "mask" in keys else None
+        self.vector_net = (nn.Sequential(nn.Linear(vector_size, hidden // 2), nn.ReLU())
+                           if self.vector_keys else None)
 
     def forward(self, observations: dict[str, Any]) -> torch.Tensor:
-        """Return ``(B, features_dim)`` features of a batch of observations."""
+        """Return ``(B, features_dim)`` features of a batch of observations (only the keys of ``inputs`` are read)."""
         state = observations["state"].float().reshape(-1, *self.state_shape)
-        # SB3's policies (normalize_images=True, the default) divide uint8 image spaces by 255 before
-        # the extractor: a (1, m, m) uint8 Box with bounds [0, 255] is one, so the mask is in [0, 1].
-        mask = observations["mask"].float()
-        vector = torch.cat([observations["clicks"].float(), observations["clicked"].float()], dim=1)
-        pooled_mask = F.adaptive_avg_pool2d(mask, self.state_shape[1:]).flatten(1)
-        return torch.cat([self.state_net(state), self.mask_net(mask), self.vector_net(vector), pooled_mask], dim=1)
+        parts = [self.state_net(state)]
+        if self.mask_net is not None:
+            # SB3's policies (normalize_images=True, the default) divide uint8 image spaces by 255 before
+            # the extractor: a (1, m, m) uint8 Box with bounds [0, 255] is one, so the mask is in [0, 1].
+            mask = observations["mask"].float()
+            parts.append(self.mask_net(mask))
+        if self.vector_net is not None:
+            parts.append(self.vector_net(torch.cat([observations[k].float() for k in self.vector_keys], dim=1)))
+        if self.mask_net is not None:
+            parts.append(F.adaptive_avg_pool2d(mask, self.state_shape[1:]).flatten(1))
+        return torch.cat(parts, dim=1)
 
 
 def _shape(space: spaces.Dict, key: str) -> tuple[int, ...]:

@@ -15,13 +15,18 @@ __all__ = ["model_for_spaces", "ppo_arguments"]
 
 
 def ppo_arguments(config: TrainConfig, state_shape: Any) -> dict[str, Any]:
-    """``MaskablePPO``'s arguments (the policy: :class:`~agents.alignsam.features.AlignSAMExtractor` + MLP heads)."""
+    """``MaskablePPO``'s arguments (the policy: :class:`~agents.alignsam.features.AlignSAMExtractor` + MLP heads).
+
+    The extractor reads ``config.inputs``; actor and critic share it unless ``config.share_features_extractor``
+    is ``False`` (then each has its own, as the paper's separate pi and V networks).
+    """
     from agents.alignsam.features import AlignSAMExtractor
 
     policy_kwargs = {
         "features_extractor_class": AlignSAMExtractor,
-        "features_extractor_kwargs": {"state_shape": list(state_shape)},
+        "features_extractor_kwargs": {"state_shape": list(state_shape), "inputs": list(config.inputs)},
         "net_arch": {"pi": [256], "vf": [256]},
+        "share_features_extractor": config.share_features_extractor,
     }
     return {"learning_rate": config.learning_rate, "n_steps": config.n_steps, "batch_size": config.batch_size,
             "n_epochs": config.n_epochs, "gamma": config.gamma, "gae_lambda": config.gae_lambda,

@@ -3,9 +3,10 @@
 Layout::
 
     DIR/config.json                the run description (JSON): the TrainConfig, the backend, the dataset and
-                                   its split (index ranges and the content hashes of the training samples,
-                                   see :func:`split_record`), the state shape, the observation and action
-                                   spaces, the steps done and the name of the checkpoint folder
+                                   its split (index ranges or, for a random split, index lists, and the
+                                   content hashes of the training samples, see :func:`split_record`), the
+                                   state shape, the observation and action spaces, the steps done and the
+                                   name of the checkpoint folder
     DIR/checkpoint-00005000/       the checkpoint, written as one unit (a staging folder renamed into place):
         model.pt                   the MaskablePPO policy and optimiser state dicts and the PPO counters
                                    (a weights-only torch file)
@@ -38,9 +39,9 @@ import numpy as np
 from sam_gym.atomic import atomic_folder, atomic_write_bytes, remove_stale_temporaries
 
 __all__ = ["LEGACY_MODEL_FILE", "MODEL_WEIGHTS", "RUN_CONFIG", "RUN_FORMAT", "RUN_VERSION", "checkpoint_dir",
-           "clean_run_folder", "legacy_run_error", "load_model", "load_srm", "model_state", "read_model_state",
-           "read_run_info", "restore_model", "space_from_json", "space_to_json", "split_description", "split_record",
-           "train_sample_hashes", "write_checkpoint"]
+           "clean_run_folder", "held_out_indices", "legacy_run_error", "load_model", "load_srm", "model_state",
+           "read_model_state", "read_run_info", "restore_model", "space_from_json", "space_to_json",
+           "split_description", "split_indices", "split_record", "train_sample_hashes", "write_checkpoint"]
 
 RUN_CONFIG = "config.json"
 RUN_FORMAT = "alignsam-run"
@@ -140,8 +141,17 @@ def _check_values(info: dict[str, Any], path: Path) -> None:
         raise ValueError(f"Expected 'state_shape' in {path} to be 3 positive integers (C, rows, cols), got {shape!r}")
     if info["num_timesteps"] < 0:
         raise ValueError(f"Expected 'num_timesteps' in {path} >= 0, got {info['num_timesteps']}")
-    hashes, train = info["split"].get(_TRAIN_HASHES), info["split"]["train"]
-    if hashes is not None and (not isinstance(hashes, list) or len(train) != 2 or len(hashes) != train[1] - train[0]
+    split = info["split"]
+    hashes, train, mode = split.get(_TRAIN_HASHES), split["train"], split.get("mode", "first")
+    if mode not in ("first", "random"):
+        raise ValueError(f"Expected 'split.mode' in {path} to be 'first' or 'random', got {mode!r}")
+    indices = [i for part in (train, split["held_out"]) for i in part]
+    if not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in indices) or (
+            mode == "first" and (len(train) != 2 or len(split["held_out"]) != 2)):
+        raise ValueError(f"Expected 'split.train' and 'split.held_out' in {path} to be index ranges [start, stop] "
+                         f"(split mode 'first') or index lists (mode 'random'), got {json.dumps(split)[:80]}")
+    n_train = train[1] - train[0] if mode == "first" else len(train)
+    if hashes is not None and (not isinstance(hashes, list) or len(hashes) != n_train
                                or not all(isinstance(h, str) and _SHA256.match(h) for h in hashes)):
         raise ValueError(f"Expected 'split.{_TRAIN_HASHES}' in {path} to hold one hex SHA-256 string per training "
                          f"sample ({train}), got {json.dumps(hashes)[:80]}")
@@ -159,19 +169,57 @@ def _check_values(info: dict[str, Any], path: Path) -> None:
                          f"got {json.dumps(info['spaces']['observation'])[:80]}")
 
 
-def split_record(dataset: Any, n_train: int) -> dict[str, Any]:
-    """The run's split for ``config.json``: the first ``n_train`` samples train, the rest is held out.
+def split_indices(n_samples: int, n_train: int, mode: str, seed: int) -> tuple[list[int], list[int]]:
+    """The training and held-out dataset indices of a run (both sorted).
+
+    Args:
+        n_samples: The dataset's size.
+        n_train: Training samples, in ``[1, n_samples]`` (``n_samples``: train on all, hold out none).
+        mode: ``"first"`` (the first ``n_train``) or ``"random"`` (a uniformly random subset drawn
+            with ``numpy.random.default_rng(seed)``).
+        seed: Seed of the random subset.
+
+    Raises:
+        ValueError: If ``n_train`` is out of range or ``mode`` unknown.
+    """
+    if not 0 < n_train <= n_samples:
+        raise ValueError(f"Expected n_train in [1, {n_samples}] for a dataset of {n_samples} samples, got {n_train}")
+    if mode == "first":
+        train = list(range(n_train))
+    elif mode == "random":
+        train = sorted(int(i) for i in np.random.default_rng(seed).choice(n_samples, size=n_train, replace=False))
+    else:
+        raise ValueError(f"Expected split mode 'first' or 'random', got {mode!r}")
+    chosen = set(train)
+    return train, [i for i in range(n_samples) if i not in chosen]
+
+
+def split_record(dataset: Any, train: list[int], mode: str = "first", seed: int = 0) -> dict[str, Any]:
+    """The run's split for ``config.json``, from :func:`split_indices`'s training indices.
 
     Returns:
-        ``{"train": [0, n_train], "held_out": [n_train, len(dataset)], "train_sha256": [...]}``: index
-        ranges (start, stop) and the :func:`~sam_gym.data.hashing.sample_hash` of each training
-        sample, so that an evaluation recognises the training samples by content in any dataset
-        (:mod:`sam_gym.holdout`).
+        Mode ``"first"``: ``{"train": [0, n_train], "held_out": [n_train, len(dataset)], "train_sha256": [...]}``
+        (index ranges ``[start, stop]``, as every run before the random split). Mode ``"random"``:
+        ``{"mode": "random", "seed": seed, "train": [indices], "held_out": [indices], "train_sha256": [...]}``.
+        ``train_sha256`` is the :func:`~sam_gym.data.hashing.sample_hash` of each training sample, so
+        that an evaluation recognises the training samples by content in any dataset (:mod:`sam_gym.holdout`).
     """
     from sam_gym.data.hashing import sample_hash
 
-    return {"train": [0, int(n_train)], "held_out": [int(n_train), len(dataset)],
-            _TRAIN_HASHES: [sample_hash(dataset[i]) for i in range(int(n_train))]}
+    hashes = [sample_hash(dataset[i]) for i in train]
+    if mode == "first":
+        return {"train": [0, len(train)], "held_out": [len(train), len(dataset)], _TRAIN_HASHES: hashes}
+    chosen = set(train)
+    return {"mode": mode, "seed": int(seed), "train": list(train),
+            "held_out": [i for i in range(len(dataset)) if i not in chosen], _TRAIN_HASHES: hashes}
+
+
+def held_out_indices(info: dict[str, Any]) -> list[int]:
+    """The dataset indices the run did not train on (from ``config.json``'s split, either mode)."""
+    split = info["split"]
+    if split.get("mode", "first") == "first":
+        return list(range(*split["held_out"]))
+    return list(split["held_out"])
 
 
 def train_sample_hashes(info: dict[str, Any]) -> frozenset[str] | None:
@@ -182,8 +230,11 @@ def train_sample_hashes(info: dict[str, Any]) -> frozenset[str] | None:
 
 def split_description(info: dict[str, Any]) -> str:
     """The run's split in words, e.g. ``"trained on samples 0-7 of synthetic-shapes (64 samples)"``."""
-    start, stop = info["split"]["train"]
-    dataset = info["dataset"]
+    split, dataset = info["split"], info["dataset"]
+    if split.get("mode", "first") == "random":
+        return (f"trained on {len(split['train'])} random samples (split seed {split['seed']}) of {dataset['name']} "
+                f"({dataset['n_samples']} samples)")
+    start, stop = split["train"]
     return f"trained on samples {start}-{stop - 1} of {dataset['name']} ({dataset['n_samples']} samples)"
 
 

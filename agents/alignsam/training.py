@@ -14,9 +14,11 @@ Ctrl-C (SIGINT) or SIGTERM: training stops after the current step, saves, and ra
 resume=True)`` continues from the last checkpoint.
 
 Training episodes follow the paper: ``label_mode="oracle"`` (the clicked pixel's ground truth) and
-``init_prompts="gt_pair"`` (one random positive and one random negative ground-truth point) on the
-first ``n_train`` samples; the rest of the dataset is held out
-(:func:`sam_gym.data.subset.split`). The ``n_envs`` envs are one batched
+``init_prompts="gt_pair"`` (one random positive and one random negative ground-truth point) on
+``n_train`` samples, a seeded random subset (``train_split="random"``, the paper's) or the first
+ones (``"first"``); the rest of the dataset is held out (:func:`~agents.alignsam.run_format.split_indices`,
+recorded in ``config.json``). With ``train_labels="srm"`` the clicks are labelled by the online
+SRM instead (as at evaluation), after its warm-up. The ``n_envs`` envs are one batched
 :class:`~sam_gym.envs.vector_env.SamPromptVectorEnv` (one backend, one embedding cache, one
 decoder call per step for all of them, in one process: a SAM backend must not be copied into
 subprocesses) behind the SB3 ``VecEnv`` adapter (:mod:`sam_gym.envs.sb3`) and a ``VecMonitor``.
@@ -51,6 +53,7 @@ from agents.alignsam.run_format import (
     restore_model,
     space_from_json,
     space_to_json,
+    split_indices,
     split_record,
     write_checkpoint,
 )
@@ -83,7 +86,8 @@ def make_train_env(config: TrainConfig) -> tuple[Any, Any, Any]:
     """Build the training env: the batched vector env on the training split, as an SB3 ``VecEnv``.
 
     Returns:
-        ``(vec_env, dataset, train_subset)``: ``vec_env`` is a ``VecMonitor`` over
+        ``(vec_env, dataset, train_subset)``: ``train_subset.indices`` are the dataset indices of the
+        training samples; ``vec_env`` is a ``VecMonitor`` over
         :class:`~sam_gym.envs.sb3.SB3VecEnv` (``vec_env.envs[i]`` is sub-env ``i``, a
         ``SamPromptEnv``); the sub-envs share one backend and one embedding cache.
     """
@@ -92,11 +96,12 @@ def make_train_env(config: TrainConfig) -> tuple[Any, Any, Any]:
     from sam_gym.backends import backend_entry, make_backend
     from sam_gym.cache import EmbeddingCache
     from sam_gym.data import make_dataset
-    from sam_gym.data.subset import split
+    from sam_gym.data.subset import Subset
     from sam_gym.envs.sb3 import make_sb3_vec_env
 
     dataset = make_dataset(config.dataset, **config.dataset_kwargs)
-    train_set, _ = split(dataset, config.n_train)
+    train, _ = split_indices(len(dataset), config.n_train, config.train_split, config.split_seed)
+    train_set = Subset(dataset, train, name=f"{dataset.name}[train {config.n_train}]")
     device = resolve_device(config.device) if backend_entry(config.backend).checkpoint else None
     backend = make_backend(config.backend, checkpoint=config.checkpoint, device=device, half=config.half)
     cache = EmbeddingCache(backend, max_items=max(64, config.n_train))
@@ -136,10 +141,17 @@ def _run_info(config: TrainConfig, vec_env: Any, dataset: Any, num_timesteps: in
 
 
 def _resume_config(config: TrainConfig, info: dict[str, Any]) -> TrainConfig:
-    """The saved config with the new ``timesteps``; other differences are an error."""
+    """The saved config with the new ``timesteps``; other differences are an error.
+
+    A field the saved ``config.json`` lacks (added since the run was made) keeps the value the run
+    was made with, whatever ``config`` says: a resumed run continues as it was trained.
+    """
+    from agents.alignsam.config import _ADDED_FIELDS
+
     saved = TrainConfig.from_dict(info["config"], require_all=True)
     new, old = config.to_dict(), saved.to_dict()
-    changed = sorted(k for k in new if new[k] != old[k] and k not in _RESUMABLE_CHANGES)
+    absent = set(_ADDED_FIELDS) - set(info["config"])
+    changed = sorted(k for k in new if new[k] != old[k] and k not in _RESUMABLE_CHANGES | absent)
     if changed:
         details = ", ".join(f"{k}: saved {old[k]!r}, given {new[k]!r}" for k in changed)
         raise ValueError(f"Expected --resume with the saved run's settings, got different {details}")
@@ -275,8 +287,8 @@ def _train(config: TrainConfig, resume: bool, run_dir: Path, stop: _SignalStop) 
     if config.torch_threads is not None:
         torch.set_num_threads(config.torch_threads)
     set_random_seed(config.seed)
-    vec_env, dataset, _ = make_train_env(config)
-    split = split_record(dataset, config.n_train)  # hashes the training samples once
+    vec_env, dataset, train_set = make_train_env(config)
+    split = split_record(dataset, train_set.indices, config.train_split, config.split_seed)  # hashes them once
     device = resolve_device(config.device)
     model = build_model(config, vec_env, run_dir / "tb")
     if resume:
@@ -293,9 +305,13 @@ def _train(config: TrainConfig, resume: bool, run_dir: Path, stop: _SignalStop) 
             srm_config = SRMConfig(mode=config.srm, in_channels=int(vec_env.envs[0].unwrapped.state_shape[0]),
                                    size=config.srm_size, text=config.text, clip_model=config.clip_model,
                                    clip_pretrained=config.clip_pretrained, lr=config.srm_lr,
-                                   context=config.srm_context)
+                                   context=config.srm_context,
+                                   fusion=config.srm_fusion if config.srm == "explicit" else "late")
             srm = Recalibrator(srm_config, device=device, seed=config.seed)
             warmup = _warm_up(srm, config, vec_env.envs[0].unwrapped)
+        if config.train_labels == "srm":  # after the warm-up, which uses oracle labels
+            for env in vec_env.envs:
+                env.unwrapped.label_mode = srm.labeller
 
     def save_all(num_timesteps: int, **extra: Any) -> None:
         info = _run_info(config, vec_env, dataset, num_timesteps, split, **({"srm_warmup": warmup} if warmup else {}),
@@ -321,7 +337,7 @@ def _train(config: TrainConfig, resume: bool, run_dir: Path, stop: _SignalStop) 
     remaining = config.timesteps - model.num_timesteps
     callbacks: list[BaseCallback] = [_Checkpoint()]
     if srm is not None:
-        callbacks.insert(0, SRMCallback(srm, config.q))
+        callbacks.insert(0, SRMCallback(srm, config.q, per_action=config.srm_q_per_action))
     start, done_before = time.perf_counter(), model.num_timesteps
     if remaining > 0:
         stop.deferred = True
@@ -362,7 +378,8 @@ def train_or_reuse(config: TrainConfig) -> tuple[Path, bool]:
         return train(config), False
     info = read_run_info(run_dir)
     ignore = _RESUMABLE_CHANGES - {"timesteps"}
-    saved = {k: v for k, v in TrainConfig.from_dict(info["config"]).to_dict().items() if k not in ignore}
+    saved = {k: v for k, v in TrainConfig.from_dict(info["config"], require_all=True).to_dict().items()
+             if k not in ignore}
     wanted = {k: v for k, v in config.to_dict().items() if k not in ignore}
     if saved != wanted:
         changed = sorted(k for k in wanted.keys() | saved.keys() if saved.get(k) != wanted.get(k))

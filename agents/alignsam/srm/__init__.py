@@ -7,12 +7,15 @@ lowest-scoring positions). It predicts a foreground probability map from
 * the **implicit** input ``s_t``: the image embedding times the previous mask (the env's state,
   paper eq. 4), through two convolution blocks;
 * the **explicit** input ``s_c``: the embedding times a CLIP-Surgery text map ``M_c``
-  (:mod:`agents.alignsam.clip_surgery`), through three convolution blocks, a self-attention layer
-  and two convolution blocks (``srm="explicit"`` uses both branches);
+  (:mod:`agents.alignsam.clip_surgery`); with ``srm="explicit"`` three convolution blocks aggregate
+  ``s_c`` and ``s_t`` (concatenated), then a self-attention layer and two convolution blocks (the
+  paper's ``V(s_c, s_t)``, ``SRMConfig.fusion="early"``; ``"late"``, for runs saved before the
+  option, runs ``s_c`` alone through that stack and joins the implicit branch at the head);
 
 and a classification head. It is trained online, during PPO training, with Dice + BCE against the
 training images' ground truth (legitimate: these are the labelled training images), ``Q`` optimiser
-steps after every action (:class:`SRMCallback`; paper: Q = 1 implicit, 5 explicit).
+steps after every action (:class:`SRMCallback`, ``q * n_envs`` per vector step; paper: Q = 1
+implicit, 5 explicit).
 
 Maps live on an image-aligned ``S x S`` grid: cell ``(r, c)`` covers pixels
 ``[r H / S, (r + 1) H / S) x [c W / S, (c + 1) W / S)`` (rows down, columns right), obtained from the

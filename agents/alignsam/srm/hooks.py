@@ -17,7 +17,10 @@ __all__ = ["SRMCallback"]
 
 
 class SRMCallback(BaseCallback):
-    """Update the SRM ``q`` times after every vectorised env step (paper: after each action).
+    """Update the SRM ``q`` times per action (paper: Q steps after each action).
+
+    A vector step takes one action in each of its ``n_envs`` envs, so it gets ``q * n_envs`` steps
+    (``per_action=False``: ``q`` per vector step, how runs were trained before the option).
 
     Each env's :meth:`~sam_gym.envs.SamPromptEnv.episode_view` (ground truth of the *training*
     image included) supervises the SRM. The mean loss is logged as ``srm/loss``. The SRM reads the
@@ -28,15 +31,18 @@ class SRMCallback(BaseCallback):
 
     Args:
         srm: The module to train.
-        q: Optimiser steps per env step.
+        q: Optimiser steps per action (or per vector step with ``per_action=False``).
+        per_action: Scale ``q`` by the number of envs.
     """
 
-    def __init__(self, srm: Recalibrator, q: int) -> None:
+    def __init__(self, srm: Recalibrator, q: int, per_action: bool = True) -> None:
         super().__init__()
         self.srm = srm
         self.q = q
+        self.per_action = per_action
 
     def _on_step(self) -> bool:
         views = self.training_env.env_method("episode_view")
-        self.logger.record_mean("srm/loss", self.srm.update(views, self.q))
+        steps = self.q * len(views) if self.per_action else self.q
+        self.logger.record_mean("srm/loss", self.srm.update(views, steps))
         return True

@@ -39,31 +39,44 @@ class _SelfAttention(nn.Module):
 class SemanticRecalibrationModule(nn.Module):
     """The SRM network: implicit branch, optional explicit branch, classification head.
 
+    Implicit SRM: ``V(0, s_t)``, two convolution blocks on the implicit input, then the head. Explicit
+    SRM with ``fusion="early"`` (the paper's ``V(s_c, s_t)``): three convolution blocks over both
+    inputs concatenated (they aggregate ``s_c`` and ``s_t``), a self-attention layer, two convolution
+    blocks, then the head. With ``fusion="late"`` (runs saved before the option) the explicit input
+    alone goes through that stack, the implicit input through the two implicit blocks, and the head
+    reads both.
+
     Args:
         in_channels: Channels ``C`` of the backend's embedding (10 classical, 256 SAM).
         explicit: Add the explicit (CLIP-Surgery) branch.
         hidden: Channels of every block.
         context_channels: Extra channels of the implicit input (the mask-context channels of
             :meth:`Recalibrator.inputs`, 0 for the paper's input).
+        fusion: ``"early"`` or ``"late"`` (explicit only; see above).
     """
 
-    def __init__(self, in_channels: int, explicit: bool, hidden: int = 32, context_channels: int = 0) -> None:
+    def __init__(self, in_channels: int, explicit: bool, hidden: int = 32, context_channels: int = 0,
+                 fusion: str = "late") -> None:
         super().__init__()
-        if in_channels < 1 or hidden < 8 or hidden % 8 or context_channels < 0:
-            raise ValueError(f"Expected in_channels >= 1, hidden a multiple of 8 and context_channels >= 0, got "
-                             f"{in_channels}, {hidden}, {context_channels}")
+        if in_channels < 1 or hidden < 8 or hidden % 8 or context_channels < 0 or fusion not in ("early", "late"):
+            raise ValueError(f"Expected in_channels >= 1, hidden a multiple of 8, context_channels >= 0 and fusion "
+                             f"'early' or 'late', got {in_channels}, {hidden}, {context_channels}, {fusion!r}")
         self.explicit = explicit
-        self.implicit_branch = nn.Sequential(_conv_block(in_channels + 1 + context_channels, hidden),
-                                             _conv_block(hidden, hidden))
+        self.fusion = fusion
+        implicit_in = in_channels + 1 + context_channels
+        early = explicit and fusion == "early"
+        self.implicit_branch = (None if early else
+                                nn.Sequential(_conv_block(implicit_in, hidden), _conv_block(hidden, hidden)))
+        explicit_in = in_channels + 1 + (implicit_in if early else 0)
         self.explicit_branch = (
             nn.Sequential(
-                _conv_block(in_channels + 1, hidden), _conv_block(hidden, hidden), _conv_block(hidden, hidden),
+                _conv_block(explicit_in, hidden), _conv_block(hidden, hidden), _conv_block(hidden, hidden),
                 _SelfAttention(hidden),
                 _conv_block(hidden, hidden), _conv_block(hidden, hidden),
             )
             if explicit else None
         )
-        branches = 2 if explicit else 1
+        branches = 2 if explicit and not early else 1
         self.head = nn.Sequential(nn.Conv2d(branches * hidden, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, 1, 1))
 
     def forward(self, implicit: torch.Tensor, explicit: torch.Tensor | None = None) -> torch.Tensor:
@@ -75,10 +88,14 @@ class SemanticRecalibrationModule(nn.Module):
             explicit: ``(B, C + 1, S, S)``: ``E * M_c`` and the CLIP-Surgery map ``M_c``; required
                 exactly when the module has the explicit branch.
         """
+        if self.explicit_branch is not None and explicit is None:
+            raise ValueError("Expected the explicit input (E * M_c, M_c) for an explicit SRM, got None")
+        if self.implicit_branch is None:  # early fusion: one stack over both states
+            assert self.explicit_branch is not None and explicit is not None
+            return self.head(self.explicit_branch(torch.cat([explicit, implicit], dim=1)))
         feats = [self.implicit_branch(implicit)]
         if self.explicit_branch is not None:
-            if explicit is None:
-                raise ValueError("Expected the explicit input (E * M_c, M_c) for an explicit SRM, got None")
+            assert explicit is not None
             feats.append(self.explicit_branch(explicit))
         return self.head(torch.cat(feats, dim=1))
 

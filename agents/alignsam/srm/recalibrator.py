@@ -72,6 +72,10 @@ class SRMConfig:
             the negative prompts. The paper's two 3 x 3 blocks see only 5 x 5 cells, too little to
             compare a cell with the object, and its input has no prompt positions;
             ``False`` (the default, for runs saved before this option) is the paper's input.
+        fusion: Explicit branch: ``"early"`` (the paper's aggregation of both states, see
+            :class:`~agents.alignsam.srm.module.SemanticRecalibrationModule`) or ``"late"`` (the
+            default here, how ``srm.json`` files saved before this option were built;
+            ``TrainConfig.srm_fusion`` gives new runs ``"early"``).
     """
 
     mode: str = "implicit"
@@ -85,12 +89,15 @@ class SRMConfig:
     batch_size: int = 8
     buffer_size: int = 256
     context: bool = False
+    fusion: str = "late"
 
     def __post_init__(self) -> None:
         if self.mode not in ("implicit", "explicit"):
             raise ValueError(f"Expected mode 'implicit' or 'explicit', got {self.mode!r}")
         if self.mode == "explicit" and not self.text.strip():
             raise ValueError("Expected a text prompt for the explicit SRM, got an empty one")
+        if self.fusion not in ("early", "late"):
+            raise ValueError(f"Expected fusion 'early' or 'late', got {self.fusion!r}")
         for name in ("in_channels", "size", "hidden", "batch_size", "buffer_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -120,7 +127,8 @@ class Recalibrator:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.module = SemanticRecalibrationModule(config.in_channels, config.mode == "explicit", config.hidden,
-                                                      CONTEXT_CHANNELS if config.context else 0).to(self.device)
+                                                      CONTEXT_CHANNELS if config.context else 0,
+                                                      config.fusion).to(self.device)
         self.optimizer = torch.optim.Adam(self.module.parameters(), lr=config.lr)
         self._rng = np.random.default_rng(seed)
         self._buffer: list[SRMSample] = []
