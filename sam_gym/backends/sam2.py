@@ -348,6 +348,10 @@ class Sam2Backend(PromptableSegmenter):
                 raise ValueError(f"Expected cached {name} of shape {shape} and dtype float32 for {self.model_id}, "
                                  f"got {got}")
             tensors.append(torch.from_numpy(np.ascontiguousarray(value)).to(self.device))
+        if self.model.directly_add_no_mem_embed:
+            # encode's map is a view of a (h*w, 1, C) sum: channels-last in memory. The same layout makes the
+            # decoder's kernels, and so the decoded logits, bit-identical to those of the encoded embedding.
+            tensors[0] = tensors[0].contiguous(memory_format=torch.channels_last)
         h, w = (int(v) for v in arrays["image_size"])
         return Sam2Embedding(features=tensors[0], image_size=(h, w), high_res_features=tuple(tensors[1:]))
 
