@@ -63,6 +63,9 @@ COSTLY_BACKENDS: dict[str, str] = {
                  "tests/test_sam_backend.py::test_vit_b_random_weights_end_to_end (slow)",
     "mobilesam_vit_t": "random ViT-T weights: ~25 s for the env checks on 2 CPUs; built in "
                        "tests/test_sam_backend.py (the mobilesam fixture)",
+    **{f"{version}_hiera_{size}": "random Hiera weights: seconds per 1024-px encode on 2 CPUs; Sam2Backend is "
+       "run through the env checks in tests/test_sam2_backend.py"
+       for version in ("sam2.1", "sam2") for size in ("t", "s", "b+", "l")},
 }
 
 #: Policies that load trained files, so that their bare name cannot be evaluated here.

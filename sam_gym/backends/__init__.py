@@ -39,6 +39,13 @@ BACKENDS: dict[str, Entry] = {
                        kwargs={"model_type": "vit_b"}, checkpoint=True),
     "mobilesam_vit_t": Entry("sam_gym.backends.sam:SamBackend", "MobileSAM ViT-T (mobilesam-mirror)",
                              kwargs={"model_type": "vit_t"}, checkpoint=True),
+    **{
+        name: Entry("sam_gym.backends.sam2:Sam2Backend", f"{family} Hiera-{size} (sam2, from rf-sam-2)",
+                    kwargs={"model_type": name}, checkpoint=True)
+        for family, version in (("SAM 2.1", "sam2.1"), ("SAM 2", "sam2"))
+        for size in ("t", "s", "b+", "l")
+        for name in [f"{version}_hiera_{size}"]
+    },
     "null": Entry("sam_gym.backends.null:NullBackend",
                   "measuring stub with SAM's shapes and fixed outputs at no cost, NOT a segmenter (sam-gym bench)"),
 }

@@ -1,4 +1,4 @@
-"""Checkpoint resolution for the SAM / MobileSAM backends: where the weights live, download, checks.
+"""Checkpoint resolution for the SAM / MobileSAM / SAM 2 backends: where the weights live, download, checks.
 
 ``resolve_checkpoint(model_type, checkpoint)`` turns the user's ``checkpoint`` argument into a file:
 
@@ -18,6 +18,11 @@ Note on the SAM file names: the hex suffix of ``sam_vit_h_4b8939.pth`` / ``sam_v
 ``0b3195507c641ddb6910d2bb5adee89c``, ``01ec64d29a2fca3f0661936605ae66f8``), not of its SHA-256.
 The SHA-256 values below are the ones used by independent projects that verify these files
 (e.g. micro-sam's pooch registry).
+
+Meta gives no digest for the SAM 2 / SAM 2.1 files (its ``checkpoints/download_ckpts.sh`` only
+downloads them); their SHA-256 values are those of micro-sam's pooch registry
+(``micro_sam/v2/util.py``, ``HASHES``), and the SAM 2.1 tiny one is also recorded, with its size of
+156,008,466 bytes, by several independent projects.
 """
 
 from __future__ import annotations
@@ -69,7 +74,8 @@ class WeightsSpec:
     """An official checkpoint.
 
     Attributes:
-        model_type: Architecture name: ``"vit_h"``, ``"vit_l"``, ``"vit_b"`` or ``"vit_t"``.
+        model_type: Architecture name: ``"vit_h"``, ``"vit_l"``, ``"vit_b"``, ``"vit_t"`` or a SAM 2
+            name such as ``"sam2.1_hiera_t"``.
         filename: File name in the weights folder (the official one).
         url: Official download URL.
         sha256: Full lowercase hex SHA-256 of the file.
@@ -82,6 +88,8 @@ class WeightsSpec:
 
 
 _SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
+_SAM2_URL = "https://dl.fbaipublicfiles.com/segment_anything_2/072824/"
+_SAM2_1_URL = "https://dl.fbaipublicfiles.com/segment_anything_2/092824/"
 
 #: Official checkpoints by model type.
 WEIGHTS: dict[str, WeightsSpec] = {
@@ -109,6 +117,27 @@ WEIGHTS: dict[str, WeightsSpec] = {
         "https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/mobile_sam.pt",
         "6dbb90523a35330fedd7f1d3dfc66f995213d81b29a5ca8108dbcdd4e37d6c2f",
     ),
+    **{
+        name: WeightsSpec(name, filename, url + filename, sha256)
+        for name, filename, url, sha256 in [
+            ("sam2.1_hiera_t", "sam2.1_hiera_tiny.pt", _SAM2_1_URL,
+             "7402e0d864fa82708a20fbd15bc84245c2f26dff0eb43a4b5b93452deb34be69"),
+            ("sam2.1_hiera_s", "sam2.1_hiera_small.pt", _SAM2_1_URL,
+             "6d1aa6f30de5c92224f8172114de081d104bbd23dd9dc5c58996f0cad5dc4d38"),
+            ("sam2.1_hiera_b+", "sam2.1_hiera_base_plus.pt", _SAM2_1_URL,
+             "a2345aede8715ab1d5d31b4a509fb160c5a4af1970f199d9054ccfb746c004c5"),
+            ("sam2.1_hiera_l", "sam2.1_hiera_large.pt", _SAM2_1_URL,
+             "2647878d5dfa5098f2f8649825738a9345572bae2d4350a2468587ece47dd318"),
+            ("sam2_hiera_t", "sam2_hiera_tiny.pt", _SAM2_URL,
+             "65b50056e05bcb13694174f51bb6da89c894b57b75ccdf0ba6352c597c5d1125"),
+            ("sam2_hiera_s", "sam2_hiera_small.pt", _SAM2_URL,
+             "95949964d4e548409021d47b22712d5f1abf2564cc0c3c765ba599a24ac7dce3"),
+            ("sam2_hiera_b+", "sam2_hiera_base_plus.pt", _SAM2_URL,
+             "d0bb7f236400a49669ffdd1be617959a8b1d1065081789d7bbff88eded3a8071"),
+            ("sam2_hiera_l", "sam2_hiera_large.pt", _SAM2_URL,
+             "7442e4e9b732a508f80e141e7c2913437a3610ee0c77381a66658c3a445df87b"),
+        ]
+    },
 }
 
 #: (resolved path, size, mtime_ns) -> sha256, so that a large file is hashed once per process.
@@ -164,7 +193,7 @@ def download_weights(
     temporary file is deleted.
 
     Args:
-        model_type: ``"vit_h"``, ``"vit_l"``, ``"vit_b"`` or ``"vit_t"``.
+        model_type: A key of :data:`WEIGHTS`, e.g. ``"vit_b"``, ``"vit_t"`` or ``"sam2.1_hiera_t"``.
         directory: Target folder; default :func:`weights_home`.
         progress: Show a tqdm progress bar.
 
@@ -226,7 +255,7 @@ def resolve_checkpoint(model_type: str, checkpoint: str | PathLike[str]) -> Path
     """Resolve a backend's ``checkpoint`` argument to a weights file.
 
     Args:
-        model_type: ``"vit_h"``, ``"vit_l"``, ``"vit_b"`` or ``"vit_t"``.
+        model_type: A key of :data:`WEIGHTS`, e.g. ``"vit_b"``, ``"vit_t"`` or ``"sam2.1_hiera_t"``.
         checkpoint: A path to a state-dict file; ``"auto"`` for the official file in
             :func:`weights_home` (downloaded and SHA-256-verified when absent; an existing file is
             verified too); or ``"random"`` for no weights.
