@@ -43,16 +43,18 @@ DEFAULT_MAX_BYTES = 4 * 2**30
 
 
 def embedding_nbytes(embedding: Embedding) -> int:
-    """Bytes held by an embedding: its features (numpy array or torch tensor, on any device) and extras.
+    """Bytes held by an embedding: every array of :meth:`~sam_gym.backends.base.Embedding.arrays`.
 
-    Storage shared between embeddings (the null backend's one zero map) is counted for each of them.
+    Arrays may be numpy arrays or torch tensors on any device. Storage shared between embeddings
+    (the null backend's one zero map) is counted for each of them.
     """
-    features = embedding.features
-    if hasattr(features, "element_size") and hasattr(features, "numel"):  # a torch tensor, without importing torch
-        size = int(features.element_size()) * int(features.numel())
-    else:
-        size = int(np.asarray(features).nbytes)
-    return size + sum(int(np.asarray(v).nbytes) for v in embedding.extras.values())
+    size = 0
+    for array in embedding.arrays():
+        if hasattr(array, "element_size") and hasattr(array, "numel"):  # a torch tensor, without importing torch
+            size += int(array.element_size()) * int(array.numel())
+        else:
+            size += int(np.asarray(array).nbytes)
+    return size
 
 
 def _arrays_digest(arrays: dict[str, np.ndarray]) -> str:

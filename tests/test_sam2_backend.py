@@ -303,3 +303,12 @@ def test_full_size_hiera_t_matches_the_predictor() -> None:
     predictor = SAM2ImagePredictor(backend.model)  # its own 1024-pixel feature sizes
     predictor.set_image(image)
     assert_matches_predictor(backend, image, emb, predictor)
+
+
+def test_cache_counts_the_high_resolution_levels(small: Sam2Backend, wide: tuple[np.ndarray, Sam2Embedding]) -> None:
+    from sam_gym.cache import embedding_nbytes
+
+    _, emb = wide
+    levels = sum(t.element_size() * t.numel() for t in (emb.features, *emb.high_res_features))
+    assert embedding_nbytes(emb) == levels + sum(v.nbytes for v in emb.extras.values())
+    assert embedding_nbytes(emb) > emb.features.element_size() * emb.features.numel()

@@ -51,6 +51,13 @@ class Embedding:
     image_size: tuple[int, int]
     extras: Mapping[str, np.ndarray] = field(default_factory=dict)
 
+    def arrays(self) -> tuple[Any, ...]:
+        """Every array or tensor the embedding holds (what its memory is): ``features`` and the extras.
+
+        A subclass that holds more (SAM 2's high-resolution feature levels) adds them.
+        """
+        return (self.features, *self.extras.values())
+
 
 class Prediction:
     """Masks proposed by one ``decode`` call.

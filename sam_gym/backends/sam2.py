@@ -68,6 +68,10 @@ class Sam2Embedding(Embedding):
 
     high_res_features: tuple[Any, ...] = field(default_factory=tuple)
 
+    def arrays(self) -> tuple[Any, ...]:
+        """``features``, the extras and the two high-resolution levels."""
+        return (*super().arrays(), *self.high_res_features)
+
 
 def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Antialiased bilinear resize of a ``(B, C, h, w)`` map of values in ``[0, 1]``, clamped to it."""
@@ -146,19 +150,19 @@ class Sam2Backend(PromptableSegmenter):
         self.weights_sha256 = built.weights_sha256
         family = "SAM 2.1" if model_type.startswith("sam2.1") else "SAM 2"
         self.description = f"{family} {model_type.split('_', 1)[1]} ({built.source})"
-        model = built.model.eval().requires_grad_(False).to(self.device)
-        self.model = model
-        self.img_size = int(model.image_size)
+        sam2: Any = built.model.eval().requires_grad_(False).to(self.device)  # sam2's SAM2Base, reached by attribute
+        self.model: Any = sam2
+        self.img_size = int(sam2.image_size)
         # The predictor's own transforms (ToTensor, Resize to the square, Normalize), without TorchScript.
         self.transforms = import_sam2_module("sam2.utils.transforms").SAM2Transforms(
             resolution=self.img_size, mask_threshold=0.0, disable_torch_jit=True)
-        prompt_encoder = model.sam_prompt_encoder
+        prompt_encoder = sam2.sam_prompt_encoder
         emb_h, emb_w = (int(v) for v in prompt_encoder.image_embedding_size)
         channels = int(prompt_encoder.embed_dim)
         self.embedding_shape = (channels, emb_h, emb_w)
         self.high_res_shapes: tuple[tuple[int, int, int], ...] = (
             ((channels // 8, 4 * emb_h, 4 * emb_w), (channels // 4, 2 * emb_h, 2 * emb_w))
-            if model.use_high_res_features_in_sam else ()
+            if sam2.use_high_res_features_in_sam else ()
         )
         low_h, low_w = (int(v) for v in prompt_encoder.mask_input_size)
         self.low_res_shape = (low_h, low_w)
@@ -318,7 +322,8 @@ class Sam2Backend(PromptableSegmenter):
     # ------------------------------------------------------------------ cache
 
     def _array_names(self) -> list[tuple[str, tuple[int, ...]]]:
-        return [("features", (1, *self.embedding_shape))] + [
+        names: list[tuple[str, tuple[int, ...]]] = [("features", (1, *self.embedding_shape))]
+        return names + [
             (f"high_res_{k}", (1, *shape)) for k, shape in enumerate(self.high_res_shapes)
         ]
 
