@@ -44,7 +44,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the installation
     raise ImportError('The SAM backends need torch: pip install "sam-gym[sam]"') from exc
 
-__all__ = ["CPU_DECODER_BATCH", "SamBackend"]
+__all__ = ["CPU_DECODER_BATCH", "SamBackend", "check_hw", "resize_probabilities"]
 
 _DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16"}
 
@@ -52,12 +52,13 @@ _DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16"}
 CPU_DECODER_BATCH = 2
 
 
-def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def resize_probabilities(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Antialiased bilinear resize of a ``(B, C, h, w)`` map of values in ``[0, 1]``, clamped to it."""
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True).clamp_(0.0, 1.0)
 
 
-def _check_hw(value: Any, what: str) -> tuple[int, int]:
+def check_hw(value: Any, what: str) -> tuple[int, int]:
+    """``value`` as a pair ``(rows, cols)`` of positive ints, or a ``ValueError`` naming ``what``."""
     message = f"Expected {what} to be a pair (rows, cols) of positive ints, got {value!r}"
     try:
         h, w = (int(v) for v in value)
@@ -325,8 +326,8 @@ class SamBackend(PromptableSegmenter):
             probabilities in ``[0, 1]``, row 0 at the top of the image.
         """
         features = self._features(embedding).float()
-        mask_rows, mask_cols = _check_hw(mask_hw, "mask_hw")
-        grid = None if grid_hw is None else _check_hw(grid_hw, "grid_hw")
+        mask_rows, mask_cols = check_hw(mask_hw, "mask_hw")
+        grid = None if grid_hw is None else check_hw(grid_hw, "grid_hw")
         _, emb_h, emb_w = self.embedding_shape
         valid_h, valid_w = self.image_region(embedding, (emb_h, emb_w))
         with torch.inference_mode():
@@ -337,8 +338,8 @@ class SamBackend(PromptableSegmenter):
                 logits = self._logits_tensor(low_res_logits, "low_res_logits")
                 valid_low_h, valid_low_w = self.image_region(embedding, self.low_res_shape)
                 prob = torch.sigmoid(logits[:, :, :valid_low_h, :valid_low_w])
-                mask = _resize(prob, (mask_rows, mask_cols))[0, 0]
-                prob_emb = _resize(prob, (valid_h, valid_w))
+                mask = resize_probabilities(prob, (mask_rows, mask_cols))[0, 0]
+                prob_emb = resize_probabilities(prob, (valid_h, valid_w))
             if grid is not None:
                 valid = features[:, :, :valid_h, :valid_w]
                 if prob_emb is not None:

@@ -41,6 +41,7 @@ from sam_gym.backends.base import (
     validate_image,
     validate_prompts,
 )
+from sam_gym.backends.sam import check_hw, resize_probabilities
 from sam_gym.backends.sam2_build import CONFIGS, build_sam2_model, import_sam2_module
 from sam_gym.backends.sam_build import select_device
 
@@ -71,22 +72,6 @@ class Sam2Embedding(Embedding):
     def arrays(self) -> tuple[Any, ...]:
         """``features``, the extras and the two high-resolution levels."""
         return (*super().arrays(), *self.high_res_features)
-
-
-def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Antialiased bilinear resize of a ``(B, C, h, w)`` map of values in ``[0, 1]``, clamped to it."""
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True).clamp_(0.0, 1.0)
-
-
-def _check_hw(value: Any, what: str) -> tuple[int, int]:
-    message = f"Expected {what} to be a pair (rows, cols) of positive ints, got {value!r}"
-    try:
-        h, w = (int(v) for v in value)
-    except (TypeError, ValueError):
-        raise ValueError(message) from None
-    if h <= 0 or w <= 0:
-        raise ValueError(message)
-    return h, w
 
 
 class Sam2Backend(PromptableSegmenter):
@@ -305,16 +290,16 @@ class Sam2Backend(PromptableSegmenter):
             probabilities in ``[0, 1]``, row 0 at the top of the image.
         """
         features = self._levels(embedding)[0].float()
-        mask_rows, mask_cols = _check_hw(mask_hw, "mask_hw")
-        grid = None if grid_hw is None else _check_hw(grid_hw, "grid_hw")
+        mask_rows, mask_cols = check_hw(mask_hw, "mask_hw")
+        grid = None if grid_hw is None else check_hw(grid_hw, "grid_hw")
         with torch.inference_mode():
             if low_res_logits is None:
                 mask = torch.ones((mask_rows, mask_cols), dtype=torch.float32)
                 state = features
             else:
                 prob = torch.sigmoid(self._logits_tensor(low_res_logits, "low_res_logits"))
-                mask = _resize(prob, (mask_rows, mask_cols))[0, 0]
-                state = features * _resize(prob, self.embedding_shape[1:])
+                mask = resize_probabilities(prob, (mask_rows, mask_cols))[0, 0]
+                state = features * resize_probabilities(prob, self.embedding_shape[1:])
             if grid is not None:
                 state = F.adaptive_avg_pool2d(state, grid)
             return state[0].to("cpu", torch.float32).numpy().copy(), mask.to("cpu", torch.float32).numpy().copy()

@@ -22,7 +22,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
-from sam_gym.backends.sam_build import BuiltSam, state_dict_digest
+from sam_gym.backends.sam_build import BuiltSam, load_state_dict, state_dict_digest
 from sam_gym.backends.weights import WEIGHTS, file_sha256, resolve_checkpoint
 
 try:
@@ -121,21 +121,6 @@ def read_sam2_state_dict(path: Path, model_type: str) -> Mapping[str, Any]:
     return state
 
 
-def _load(model: torch.nn.Module, state: Mapping[str, Any], path: Path, model_type: str) -> None:
-    """Load ``state`` into ``model`` after checking, in one line of message, that every tensor fits."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    misshaped = [k for k in own if k in state and tuple(getattr(state[k], "shape", ())) != tuple(own[k].shape)]
-    if missing or unexpected or misshaped:
-        example = (f"{misshaped[0]!r} {tuple(getattr(state[misshaped[0]], 'shape', ()))} instead of "
-                   f"{tuple(own[misshaped[0]].shape)}" if misshaped else repr((missing or unexpected)[0]))
-        raise ValueError(f"Expected {path} to hold {model_type} weights, but they do not fit the model: "
-                         f"{len(missing)} missing, {len(unexpected)} unexpected and {len(misshaped)} mis-shaped "
-                         f"tensors (e.g. {example})")
-    model.load_state_dict(state)
-
-
 def build_sam2_model(
     model_type: str, checkpoint: str | PathLike[str] = "auto", model: torch.nn.Module | None = None
 ) -> BuiltSam:
@@ -172,7 +157,7 @@ def build_sam2_model(
         return BuiltSam(model, "sam2", None, state_dict_digest(model), "sam2, RANDOM weights (not a trained model)")
     state = read_sam2_state_dict(path, model_type)  # before the build, so that a bad file fails fast
     model = compose_sam2(model_type)
-    _load(model, state, path, model_type)
+    load_state_dict(model, state, path, model_type)
     digest = file_sha256(path)
     source = f"sam2, weights {path.name}"
     if digest != WEIGHTS[model_type].sha256:

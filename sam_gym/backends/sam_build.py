@@ -30,8 +30,8 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the installation
     raise ImportError('The SAM backends need torch: pip install "sam-gym[sam]"') from exc
 
-__all__ = ["PACKAGES", "BuiltSam", "build_sam_model", "import_sam_module", "read_state_dict", "select_device",
-           "state_dict_digest"]
+__all__ = ["PACKAGES", "BuiltSam", "build_sam_model", "import_sam_module", "load_state_dict", "read_state_dict",
+           "select_device", "state_dict_digest"]
 
 #: model type -> (import name, distribution name) of the package that builds it.
 PACKAGES: dict[str, tuple[str, str]] = {
@@ -114,7 +114,7 @@ def read_state_dict(path: Path, model_type: str) -> Mapping[str, Any]:
     return state
 
 
-def _load_state_dict(model: torch.nn.Module, state: Mapping[str, Any], path: Path, model_type: str) -> None:
+def load_state_dict(model: torch.nn.Module, state: Mapping[str, Any], path: Path, model_type: str) -> None:
     """Load ``state`` into ``model`` after checking, in one line of message, that every tensor fits."""
     own = model.state_dict()
     missing = [k for k in own if k not in state]
@@ -187,7 +187,7 @@ def build_sam_model(
                         f"{package}, RANDOM weights (not a trained model)")
     state = read_state_dict(path, model_type)  # before the slow build, so that a bad file fails fast
     model = registry[model_type](checkpoint=None)
-    _load_state_dict(model, state, path, model_type)
+    load_state_dict(model, state, path, model_type)
     digest = file_sha256(path)
     source = f"{package}, weights {path.name}"
     if digest != WEIGHTS[model_type].sha256:
