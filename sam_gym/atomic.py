@@ -1,7 +1,7 @@
 """Atomic writes (caches, checkpoints, results): a temporary file or folder beside the target, fsync, rename.
 
 A reader (or a run resumed after a crash) sees either the previous complete file or the new one,
-never a partial write. Temporaries are named ``.NAME.HOST-PID-XXXXXXXX.tmp`` (``HOST`` a hash of the
+never a partial write. Temporaries are named ``.NAME.HOST-PID-RANDOM.tmp`` (``HOST`` a hash of the
 host name, ``PID`` the writer's process id): a process killed before its rename leaves one behind,
 and the next write into that folder by any process removes it (:func:`remove_stale_temporaries`).
 """
@@ -107,9 +107,8 @@ def _fsync_dir(folder: Path) -> None:
     except OSError:
         return
     try:
-        os.fsync(fd)
-    except OSError:
-        pass
+        with contextlib.suppress(OSError):  # some filesystems refuse to fsync a folder: best effort
+            os.fsync(fd)
     finally:
         os.close(fd)
 

@@ -44,7 +44,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the installation
     raise ImportError('The SAM backends need torch: pip install "sam-gym[sam]"') from exc
 
-__all__ = ["CPU_DECODER_BATCH", "SamBackend", "check_hw", "resize_probabilities"]
+__all__ = ["CPU_DECODER_BATCH", "SamBackend", "check_hw", "logits_tensor", "resize_probabilities"]
 
 _DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16"}
 
@@ -55,6 +55,20 @@ CPU_DECODER_BATCH = 2
 def resize_probabilities(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Antialiased bilinear resize of a ``(B, C, h, w)`` map of values in ``[0, 1]``, clamped to it."""
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True).clamp_(0.0, 1.0)
+
+
+def logits_tensor(logits: Any, low_res_shape: tuple[int, int], device: Any, what: str) -> torch.Tensor:
+    """``(1, low_h, low_w)`` logits (tensor or numpy) -> ``(1, 1, low_h, low_w)`` float32 on ``device``.
+
+    Raises:
+        ValueError: If the shape is not ``(1, *low_res_shape)`` (``what`` names the argument).
+    """
+    if not isinstance(logits, torch.Tensor):
+        logits = torch.as_tensor(np.asarray(logits, dtype=np.float32))
+    if tuple(logits.shape) != (1, *low_res_shape):
+        raise ValueError(f"Expected {what} of shape {(1, *low_res_shape)} (Prediction.logits()), "
+                         f"got {tuple(logits.shape)}")
+    return logits.to(device, torch.float32)[None]
 
 
 def check_hw(value: Any, what: str) -> tuple[int, int]:
@@ -422,15 +436,7 @@ class SamBackend(PromptableSegmenter):
         )
 
     def _logits_tensor(self, logits: Any, what: str) -> torch.Tensor:
-        """``(1, low_h, low_w)`` logits (tensor or numpy) -> ``(1, 1, low_h, low_w)`` float32, on device."""
-        if not isinstance(logits, torch.Tensor):
-            logits = torch.as_tensor(np.asarray(logits, dtype=np.float32))
-        if tuple(logits.shape) != (1, *self.low_res_shape):
-            raise ValueError(
-                f"Expected {what} of shape {(1, *self.low_res_shape)} (Prediction.logits()), "
-                f"got {tuple(logits.shape)}"
-            )
-        return logits.to(self.device, torch.float32)[None]
+        return logits_tensor(logits, self.low_res_shape, self.device, what)
 
     def _add_dense_embeddings(self, src: torch.Tensor, masks: list[torch.Tensor | None]) -> None:
         """Add each item's dense prompt embedding (its encoded mask input, or "no mask") to ``src`` in place."""

@@ -41,7 +41,7 @@ from sam_gym.backends.base import (
     validate_image,
     validate_prompts,
 )
-from sam_gym.backends.sam import check_hw, resize_probabilities
+from sam_gym.backends.sam import check_hw, logits_tensor, resize_probabilities
 from sam_gym.backends.sam2_build import CONFIGS, build_sam2_model, import_sam2_module
 from sam_gym.backends.sam_build import select_device
 
@@ -378,14 +378,7 @@ class Sam2Backend(PromptableSegmenter):
         return coords, torch.as_tensor(lab, dtype=torch.int, device=self.device)
 
     def _logits_tensor(self, logits: Any, what: str) -> torch.Tensor:
-        """``(1, low_h, low_w)`` logits (tensor or numpy) -> ``(1, 1, low_h, low_w)`` float32, on device."""
-        if not isinstance(logits, torch.Tensor):
-            logits = torch.as_tensor(np.asarray(logits, dtype=np.float32))
-        if tuple(logits.shape) != (1, *self.low_res_shape):
-            raise ValueError(
-                f"Expected {what} of shape {(1, *self.low_res_shape)} (Prediction.logits()), got {tuple(logits.shape)}"
-            )
-        return logits.to(self.device, torch.float32)[None]
+        return logits_tensor(logits, self.low_res_shape, self.device, what)
 
     def _prediction(self, low_res: torch.Tensor, scores: np.ndarray, embedding: Embedding) -> Prediction:
         """Wrap ``(K, low_h, low_w)`` device logits and ``(K,)`` host IoU scores; full masks on demand."""

@@ -65,8 +65,7 @@ def check_out(path: str | Path, *, file: bool = False, flag: str = "--out") -> P
     if not folder.is_dir():
         raise ValueError(f"Expected {flag} {out} inside a folder, but {folder} is a file")
     try:
-        with tempfile.TemporaryFile(dir=folder):
-            pass
+        tempfile.TemporaryFile(dir=folder).close()  # created and removed: the folder takes new files
     except OSError as exc:
         raise ValueError(f"Expected {flag} {out} in a writable folder, but {folder} is not writable "
                          f"({exc.strerror or exc})") from exc
