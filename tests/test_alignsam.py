@@ -337,7 +337,7 @@ def test_bad_run_dir_gives_clear_errors(tmp_path: Path, run_dir: Path) -> None:
         AlignSAMPolicy.load(broken)
 
 
-def test_experiments_tiny_end_to_end(tmp_path: Path) -> None:
+def test_experiments_tiny_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from agents.alignsam.experiments import CONDITIONS, SRM_MAP, main
 
     out = tmp_path / "exp"
@@ -352,6 +352,12 @@ def test_experiments_tiny_end_to_end(tmp_path: Path) -> None:
     assert model.stat().st_mtime_ns == stamp
     with pytest.raises(ValueError, match="same settings.*timesteps: saved 100, given 120"):
         main([*argv, "--timesteps", "120"])
+    # the command line says it in one line, exit status 2
+    from agents.alignsam.experiments import cli
+
+    assert cli([*argv, "--timesteps", "120"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "error: " in err and "timesteps: saved 100, given 120" in err
     # without --ablate-inputs there is no state-only agent; the held-out samples are the run's (random) split's
     from agents.alignsam.run_format import split_indices
 
@@ -364,3 +370,19 @@ def test_experiments_tiny_end_to_end(tmp_path: Path) -> None:
     assert 0.0 <= results["summary"][SRM_MAP]["balanced_accuracy"][0] <= 1.0
     text = (out / "results.md").read_text()
     assert "not SAM" in text and "SRM map on the held-out images" in text
+
+
+def test_experiments_command_reports_an_interrupted_training_in_one_line(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import signal
+
+    from agents.alignsam import experiments
+    from agents.alignsam.training import TrainingInterrupted
+
+    def interrupted(argv: object) -> int:
+        raise TrainingInterrupted(signal.SIGTERM, "interrupted by SIGTERM; checkpoint of step 510 saved in DIR")
+
+    monkeypatch.setattr(experiments, "main", interrupted)
+    assert experiments.cli([]) == 128 + signal.SIGTERM
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "step 510 saved" in err and "run the same command to continue" in err

@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -388,5 +389,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def cli(argv: Sequence[str] | None = None) -> int:
+    """``python -m agents.alignsam.experiments``: :func:`main`, with errors a user can fix as one line.
+
+    A bad argument, a run folder made with other settings or a missing dataset prints one line and
+    returns 2; Ctrl-C / SIGTERM during training saves the checkpoint (see
+    :class:`~agents.alignsam.training.TrainingInterrupted`), prints one line and returns 130 / 143, and
+    the same command continues.
+    """
+    from agents.alignsam.training import TrainingInterrupted
+
+    prog = "python -m agents.alignsam.experiments"
+    try:
+        return main(argv)
+    except TrainingInterrupted as exc:
+        print(f"{prog}: {exc} (run the same command to continue)", file=sys.stderr)
+        return exc.exit_status
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(cli())
