@@ -8,7 +8,8 @@ environments:
   (bottom/right), image encoder. The padded square is the "padded frame"; the resized image
   occupies its top-left ``input_size`` corner.
 * ``decode``: prompt encoder + mask decoder; full-resolution masks only when asked for.
-* ``observe``: the AlignSAM state, computed on the backend's device.
+* ``observe`` / ``observe_batch``: the AlignSAM state, computed on the backend's device (a batch in
+  one pooling operation per image size and one host copy).
 
 Coordinate conventions are those of :mod:`sam_gym.backends.base`: points are ``(x, y)`` in
 original-image pixels (``x`` right, ``y`` down; the pixel is ``(floor(y), floor(x))``), masks
@@ -33,6 +34,7 @@ from sam_gym.backends.base import (
     Prediction,
     PromptableSegmenter,
     check_batch,
+    check_observe_batch,
     validate_image,
     validate_prompts,
 )
@@ -44,7 +46,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the installation
     raise ImportError('The SAM backends need torch: pip install "sam-gym[sam]"') from exc
 
-__all__ = ["CPU_DECODER_BATCH", "SamBackend", "check_hw", "logits_tensor", "resize_probabilities"]
+__all__ = ["CPU_DECODER_BATCH", "SamBackend", "check_hw", "logits_tensor", "observe_pooled", "resize_probabilities"]
 
 _DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16"}
 
@@ -81,6 +83,75 @@ def check_hw(value: Any, what: str) -> tuple[int, int]:
     if h <= 0 or w <= 0:
         raise ValueError(message)
     return h, w
+
+
+def observe_pooled(
+    features: torch.Tensor,
+    logits: Sequence[torch.Tensor | None],
+    regions: Sequence[tuple[tuple[int, int], tuple[int, int]]],
+    grid: tuple[int, int] | None,
+    mask_hw: tuple[int, int],
+) -> tuple[np.ndarray, np.ndarray]:
+    """The AlignSAM states and mask maps of ``B`` items, batched on the device, with one host copy.
+
+    Items whose maps share their valid regions (images of one size) are computed together: one
+    sigmoid, one resize of the probabilities per target size, one multiply and one pool for all of
+    them, the same operations as one item's (so each item equals its own computation exactly).
+
+    Args:
+        features: ``(B, C, h, w)`` float32 embeddings over the frame.
+        logits: Per item ``(1, 1, low_h, low_w)`` float32 logits on the device, or ``None`` (no mask yet:
+            probability 1, the state is the plain embedding, the mask map is 1).
+        regions: Per item, the valid ``(rows, cols)`` of the embedding and of the logits
+            (:meth:`PromptableSegmenter.image_region`), the top-left corner that covers the image.
+        grid: ``(rows, cols)`` to average-pool the valid region to, or ``None``: the full frame map,
+            times the probability over the valid region and 0 over the rest.
+        mask_hw: ``(rows, cols)`` of the probability map over the image.
+
+    Returns:
+        float32 host ``states`` ``(B, C, *grid)`` (or ``(B, C, h, w)``) and ``masks`` ``(B, *mask_hw)``,
+        views of one host array.
+    """
+    b, c, emb_h, emb_w = features.shape
+    state_hw = (emb_h, emb_w) if grid is None else grid
+    n_state, n_mask = c * state_hw[0] * state_hw[1], mask_hw[0] * mask_hw[1]
+    out = torch.empty((b, n_state + n_mask), dtype=torch.float32, device=features.device)
+    states = out[:, :n_state].view(b, c, *state_hw)
+    masks = out[:, n_state:].view(b, *mask_hw)
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for i, (region, item_logits) in enumerate(zip(regions, logits, strict=True)):
+        groups.setdefault((*region, item_logits is None), []).append(i)
+    for (valid, valid_low, no_mask), idx in groups.items():
+        whole = len(idx) == b
+        index = None if whole else torch.tensor(idx, dtype=torch.long, device=features.device)
+        group = features if whole else features[index]
+        if no_mask:
+            prob_emb = None
+            mask = torch.ones((len(idx), *mask_hw), dtype=torch.float32, device=features.device)
+        else:
+            stacked = torch.cat([logits[i] for i in idx])  # type: ignore[misc]
+            prob = torch.sigmoid(stacked[:, :, : valid_low[0], : valid_low[1]])
+            mask = resize_probabilities(prob, mask_hw)[:, 0]
+            prob_emb = resize_probabilities(prob, valid)
+        if grid is not None:
+            region = group[:, :, : valid[0], : valid[1]]
+            if prob_emb is not None:
+                region = region * prob_emb
+            state = F.adaptive_avg_pool2d(region, grid)
+        elif prob_emb is None:
+            state = group
+        else:
+            frame = torch.zeros((len(idx), 1, emb_h, emb_w), dtype=torch.float32, device=features.device)
+            frame[:, :, : valid[0], : valid[1]] = prob_emb
+            state = group * frame
+        if whole:
+            states.copy_(state)
+            masks.copy_(mask)
+        else:
+            states[index] = state
+            masks[index] = mask
+    host = out.to("cpu").numpy()
+    return host[:, :n_state].reshape(b, c, *state_hw), host[:, n_state:].reshape(b, *mask_hw)
 
 
 class SamBackend(PromptableSegmenter):
@@ -369,6 +440,33 @@ class SamBackend(PromptableSegmenter):
                 state[0].to("cpu", torch.float32).numpy().copy(),
                 mask.to("cpu", torch.float32).numpy().copy(),
             )
+
+    def observe_batch(
+        self,
+        embeddings: Sequence[Embedding],
+        low_res_logits: Sequence[Any | None],
+        grid_hw: tuple[int, int] | None,
+        mask_hw: tuple[int, int],
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`observe` of ``B`` items in one batched operation on the device and one host copy.
+
+        The embeddings are stacked once; items from images of one size (one valid region) share
+        one sigmoid, resize and pool (:func:`observe_pooled`). Item ``i`` equals
+        ``observe(embeddings[i], low_res_logits[i], grid_hw, mask_hw)`` exactly.
+
+        Raises:
+            ValueError: If the sequences are empty or of different lengths, or an item is invalid.
+        """
+        check_observe_batch(embeddings, low_res_logits)
+        mask_hw = check_hw(mask_hw, "mask_hw")
+        grid = None if grid_hw is None else check_hw(grid_hw, "grid_hw")
+        emb_hw = self.embedding_shape[1:]
+        with torch.inference_mode():
+            features = torch.cat([self._features(e) for e in embeddings]).float()
+            logits = [None if m is None else self._logits_tensor(m, f"low_res_logits[{i}]")
+                      for i, m in enumerate(low_res_logits)]
+            regions = [(self.image_region(e, emb_hw), self.image_region(e, self.low_res_shape)) for e in embeddings]
+            return observe_pooled(features, logits, regions, grid, mask_hw)
 
     # ------------------------------------------------------------------ cache
 
