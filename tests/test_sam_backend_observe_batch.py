@@ -64,12 +64,29 @@ def test_observe_batch_of_one_and_its_errors(tiny):
         tiny.observe_batch(embeddings, [np.zeros((1, 5, 5), np.float32)], (3, 3), (8, 8))
 
 
-def test_observe_batch_pools_once_per_image_size_without_calling_observe(tiny, monkeypatch):
+def test_observe_batch_resizes_once_per_image_size_without_calling_observe(tiny, monkeypatch):
+    import sam_gym.backends.sam as sam_module
+
     embeddings, logits = items(tiny, SIZES, [True, False, True, True, True])
-    pools = []
-    original = torch.nn.functional.adaptive_avg_pool2d
-    monkeypatch.setattr(torch.nn.functional, "adaptive_avg_pool2d", lambda x, s: pools.append(len(x)) or original(x, s))
+    resized = []
+    original = sam_module.resize_probabilities
+    monkeypatch.setattr(sam_module, "resize_probabilities", lambda x, size: resized.append(len(x)) or original(x, size))
     monkeypatch.setattr(tiny, "observe", lambda *a, **k: pytest.fail("observe_batch looped over observe"))
     tiny.observe_batch(embeddings, logits, (4, 5), (16, 12))
-    # groups: (60, 90) with logits (items 0, 4), (60, 90) without (1), (90, 60) (2), (64, 64) (3)
-    assert sorted(pools) == [1, 1, 1, 2]
+    # items with logits by size: (60, 90) items 0 and 4, (90, 60) item 2, (64, 64) item 3; two resizes each
+    assert sorted(resized) == [1, 1, 1, 1, 2, 2]
+
+
+@pytest.mark.parametrize("grid_hw", [(4, 5), None])
+def test_stacked_path_of_cuda_equals_the_loop_exactly(tiny, grid_hw):
+    """The path taken on CUDA (embeddings stacked, one multiply and pool per size), run on the CPU."""
+    from sam_gym.backends.sam import observe_pooled
+
+    embeddings, logits = items(tiny, SIZES, [True, False, True, True, True])
+    features = [tiny._features(e) for e in embeddings]
+    tensors = [None if m is None else tiny._logits_tensor(m, "m") for m in logits]
+    regions = [(tiny.image_region(e, (16, 16)), tiny.image_region(e, (64, 64))) for e in embeddings]
+    with torch.inference_mode():
+        states, masks = observe_pooled(features, tensors, regions, grid_hw, (16, 12), stack=True)
+    _, _, want_states, want_masks = batch_and_loop(tiny, embeddings, logits, grid_hw, (16, 12))
+    assert np.array_equal(states, want_states) and np.array_equal(masks, want_masks)

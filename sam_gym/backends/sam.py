@@ -86,20 +86,24 @@ def check_hw(value: Any, what: str) -> tuple[int, int]:
 
 
 def observe_pooled(
-    features: torch.Tensor,
+    features: Sequence[torch.Tensor],
     logits: Sequence[torch.Tensor | None],
     regions: Sequence[tuple[tuple[int, int], tuple[int, int]]],
     grid: tuple[int, int] | None,
     mask_hw: tuple[int, int],
+    stack: bool | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The AlignSAM states and mask maps of ``B`` items, batched on the device, with one host copy.
 
     Items whose maps share their valid regions (images of one size) are computed together: one
-    sigmoid, one resize of the probabilities per target size, one multiply and one pool for all of
-    them, the same operations as one item's (so each item equals its own computation exactly).
+    sigmoid and one resize of the probabilities per target size for all of them and, on CUDA, one
+    multiply and one pool over the stacked embeddings. On the CPU the embeddings are not stacked
+    (that copy of 4 MiB per SAM embedding costs more than the kernel calls it saves): each item's
+    product and pool is written into the batch's buffer. Either way each item goes through the same
+    operations as alone, so it equals its own computation exactly.
 
     Args:
-        features: ``(B, C, h, w)`` float32 embeddings over the frame.
+        features: Per item ``(1, C, h, w)`` embeddings over the frame, on the device (any float dtype).
         logits: Per item ``(1, 1, low_h, low_w)`` float32 logits on the device, or ``None`` (no mask yet:
             probability 1, the state is the plain embedding, the mask map is 1).
         regions: Per item, the valid ``(rows, cols)`` of the embedding and of the logits
@@ -107,51 +111,58 @@ def observe_pooled(
         grid: ``(rows, cols)`` to average-pool the valid region to, or ``None``: the full frame map,
             times the probability over the valid region and 0 over the rest.
         mask_hw: ``(rows, cols)`` of the probability map over the image.
+        stack: Stack the embeddings (``None``: on CUDA only).
 
     Returns:
         float32 host ``states`` ``(B, C, *grid)`` (or ``(B, C, h, w)``) and ``masks`` ``(B, *mask_hw)``,
         views of one host array.
     """
-    b, c, emb_h, emb_w = features.shape
+    b = len(features)
+    _, c, emb_h, emb_w = features[0].shape
+    device = features[0].device
+    if stack is None:
+        stack = device.type == "cuda"
     state_hw = (emb_h, emb_w) if grid is None else grid
     n_state, n_mask = c * state_hw[0] * state_hw[1], mask_hw[0] * mask_hw[1]
-    out = torch.empty((b, n_state + n_mask), dtype=torch.float32, device=features.device)
+    out = torch.empty((b, n_state + n_mask), dtype=torch.float32, device=device)
     states = out[:, :n_state].view(b, c, *state_hw)
     masks = out[:, n_state:].view(b, *mask_hw)
     groups: dict[tuple[Any, ...], list[int]] = {}
     for i, (region, item_logits) in enumerate(zip(regions, logits, strict=True)):
         groups.setdefault((*region, item_logits is None), []).append(i)
     for (valid, valid_low, no_mask), idx in groups.items():
-        whole = len(idx) == b
-        index = None if whole else torch.tensor(idx, dtype=torch.long, device=features.device)
-        group = features if whole else features[index]
+        index = torch.tensor(idx, dtype=torch.long, device=device)
         if no_mask:
             prob_emb = None
-            mask = torch.ones((len(idx), *mask_hw), dtype=torch.float32, device=features.device)
+            masks[index] = 1.0
         else:
             stacked = torch.cat([logits[i] for i in idx])  # type: ignore[misc]
             prob = torch.sigmoid(stacked[:, :, : valid_low[0], : valid_low[1]])
-            mask = resize_probabilities(prob, mask_hw)[:, 0]
+            masks[index] = resize_probabilities(prob, mask_hw)[:, 0]
             prob_emb = resize_probabilities(prob, valid)
-        if grid is not None:
-            region = group[:, :, : valid[0], : valid[1]]
-            if prob_emb is not None:
-                region = region * prob_emb
-            state = F.adaptive_avg_pool2d(region, grid)
-        elif prob_emb is None:
-            state = group
+        if stack:
+            states[index] = _state(torch.cat([features[i] for i in idx]).float(), prob_emb, valid, grid)
         else:
-            frame = torch.zeros((len(idx), 1, emb_h, emb_w), dtype=torch.float32, device=features.device)
-            frame[:, :, : valid[0], : valid[1]] = prob_emb
-            state = group * frame
-        if whole:
-            states.copy_(state)
-            masks.copy_(mask)
-        else:
-            states[index] = state
-            masks[index] = mask
+            for k, i in enumerate(idx):
+                weight = None if prob_emb is None else prob_emb[k : k + 1]
+                states[i : i + 1] = _state(features[i].float(), weight, valid, grid)
     host = out.to("cpu").numpy()
     return host[:, :n_state].reshape(b, c, *state_hw), host[:, n_state:].reshape(b, *mask_hw)
+
+
+def _state(features: torch.Tensor, prob_emb: torch.Tensor | None, valid: tuple[int, int],
+           grid: tuple[int, int] | None) -> torch.Tensor:
+    """Eq. 4 for ``(G, C, h, w)`` float32 ``features``: times ``(G, 1, *valid)`` probabilities, pooled to ``grid``."""
+    if grid is not None:
+        region = features[:, :, : valid[0], : valid[1]]
+        if prob_emb is not None:
+            region = region * prob_emb
+        return F.adaptive_avg_pool2d(region, grid)
+    if prob_emb is None:
+        return features
+    frame = torch.zeros((features.shape[0], 1, *features.shape[2:]), dtype=torch.float32, device=features.device)
+    frame[:, :, : valid[0], : valid[1]] = prob_emb
+    return features * frame
 
 
 class SamBackend(PromptableSegmenter):
@@ -450,8 +461,8 @@ class SamBackend(PromptableSegmenter):
     ) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`observe` of ``B`` items in one batched operation on the device and one host copy.
 
-        The embeddings are stacked once; items from images of one size (one valid region) share
-        one sigmoid, resize and pool (:func:`observe_pooled`). Item ``i`` equals
+        Items from images of one size (one valid region) share one sigmoid and resize and, on
+        CUDA, one multiply and pool over the stacked embeddings (:func:`observe_pooled`). Item ``i`` equals
         ``observe(embeddings[i], low_res_logits[i], grid_hw, mask_hw)`` exactly.
 
         Raises:
@@ -462,7 +473,7 @@ class SamBackend(PromptableSegmenter):
         grid = None if grid_hw is None else check_hw(grid_hw, "grid_hw")
         emb_hw = self.embedding_shape[1:]
         with torch.inference_mode():
-            features = torch.cat([self._features(e) for e in embeddings]).float()
+            features = [self._features(e) for e in embeddings]
             logits = [None if m is None else self._logits_tensor(m, f"low_res_logits[{i}]")
                       for i, m in enumerate(low_res_logits)]
             regions = [(self.image_region(e, emb_hw), self.image_region(e, self.low_res_shape)) for e in embeddings]

@@ -314,8 +314,8 @@ class Sam2Backend(PromptableSegmenter):
     ) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`observe` of ``B`` items in one batched operation on the device and one host copy.
 
-        Every map covers the whole image (no padding), so all items share one sigmoid, resize and
-        pool (:func:`sam_gym.backends.sam.observe_pooled`). Item ``i`` equals
+        Every map covers the whole image (no padding), so all items share one sigmoid and resize and,
+        on CUDA, one multiply and pool (:func:`sam_gym.backends.sam.observe_pooled`). Item ``i`` equals
         ``observe(embeddings[i], low_res_logits[i], grid_hw, mask_hw)`` exactly.
 
         Raises:
@@ -326,7 +326,7 @@ class Sam2Backend(PromptableSegmenter):
         grid = None if grid_hw is None else check_hw(grid_hw, "grid_hw")
         whole = (self.embedding_shape[1:], self.low_res_shape)
         with torch.inference_mode():
-            features = torch.cat([self._levels(e)[0] for e in embeddings]).float()
+            features = [self._levels(e)[0] for e in embeddings]
             logits = [None if m is None else self._logits_tensor(m, f"low_res_logits[{i}]")
                       for i, m in enumerate(low_res_logits)]
             return observe_pooled(features, logits, [whole] * len(embeddings), grid, mask_hw)

@@ -31,7 +31,6 @@ from gymnasium.vector.utils import batch_space
 
 from sam_gym.backends.base import Prediction
 from sam_gym.envs.core import DecodeBatch, EpisodeCore, StepInfos
-from sam_gym.envs.episode import DecodeRequest
 from sam_gym.envs.prompt_env import SamPromptEnv
 
 __all__ = ["SamPromptVectorEnv"]
@@ -273,29 +272,6 @@ class SamPromptVectorEnv(VectorEnv):
             env.close()
 
     # ------------------------------------------------------------------ batched halves
-    def decode(self, requests: Sequence[DecodeRequest | None]) -> list[Prediction | None]:
-        """Run decoder requests (``None`` where none is needed) as one ``decode_batch`` call per ``multimask`` value.
-
-        Returns:
-            The predictions, aligned with ``requests`` (``None`` where the request was ``None``).
-        """
-        given = [r for r in requests if r is not None]
-        needed = np.array([r is not None for r in requests], dtype=bool)
-        fill: list[Any] = [None] * len(requests)
-
-        def column(get: Any) -> list[Any]:
-            values, it = list(fill), iter(given)
-            for i in np.flatnonzero(needed).tolist():
-                values[i] = get(next(it))
-            return values
-
-        batch = DecodeBatch(rows=np.arange(len(requests)), embeddings=column(lambda r: r.embedding),
-                            points=column(lambda r: r.points), labels=column(lambda r: r.labels),
-                            mask_inputs=column(lambda r: r.mask_input),
-                            multimask=np.array([bool(r is not None and r.multimask) for r in requests], dtype=bool),
-                            needed=needed)
-        return self._decode_batches([batch])[0]
-
     def _decode_batches(self, batches: Sequence[DecodeBatch]) -> list[list[Prediction | None]]:
         """Decode the needed entries of ``batches`` together: one ``decode_batch`` call per ``multimask`` value.
 
