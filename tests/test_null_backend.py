@@ -91,3 +91,18 @@ def test_reports_say_not_sam():
 def test_bad_shapes(kwargs):
     with pytest.raises(ValueError, match="Expected embedding_shape"):
         NullBackend(**kwargs)
+
+
+def test_null_batched_methods_equal_the_loops_without_per_item_arrays():
+    backend = NullBackend()
+    embeddings = [backend.encode(np.zeros((32, 48, 3), np.uint8)) for _ in range(3)]
+    logits = [None, backend.decode(embeddings[1], np.zeros((1, 2)), np.ones(1)).logits(), None]
+    for given in (logits, [None] * 3):
+        states, masks = backend.observe_batch(embeddings, given, (4, 4), (8, 8))
+        pairs = [backend.observe(e, m, (4, 4), (8, 8)) for e, m in zip(embeddings, given, strict=True)]
+        assert np.array_equal(states, np.stack([p[0] for p in pairs]))
+        assert np.array_equal(masks, np.stack([p[1] for p in pairs]))
+        assert not states.flags.writeable  # a broadcast view of the one fixed state, not B copies
+    predictions = backend.decode_batch(embeddings, [np.zeros((1, 2))] * 3, [np.ones(1)] * 3, multimask=True)
+    assert all(p is predictions[0] for p in predictions) and len(predictions[0]) == 3
+    assert not predictions[0].mask().flags.writeable and predictions[0].best == 0

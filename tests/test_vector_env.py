@@ -302,3 +302,32 @@ def test_call_get_attr_set_attr_as_on_sync_vector_env():
         sync.set_attr("note", [1, 2])
     with pytest.raises(AttributeError):
         vector.get_attr("no_such_attribute")
+
+
+@pytest.mark.parametrize("mode", ["next_step", "same_step"])
+def test_vector_info_keys_order_and_dtypes_are_sync_vector_envs(mode):
+    """Batched step infos give exactly ``_add_info``'s dict: same keys in the same order, same dtypes.
+
+    (With ``same_step`` the ``final_obs`` / ``final_info`` keys come after the others, where
+    ``SyncVectorEnv`` puts them first: the order of the env before the batched infos, kept.)
+    """
+    kwargs = dict(**SMALL, max_clicks=4, target_iou=0.5, action_mask="info")
+    vector = SamPromptVectorEnv(4, autoreset_mode=mode, **kwargs)
+    single = gym.vector.SyncVectorEnv([partial(SamPromptEnv, **kwargs) for _ in range(4)],
+                                      autoreset_mode=vector.metadata["autoreset_mode"])
+    _, info_v = vector.reset(seed=1)
+    _, info_s = single.reset(seed=1)
+    rng = np.random.default_rng(1)
+    mixed = 0
+    for _ in range(12):
+        if mode == "next_step":
+            assert list(info_v) == list(info_s)
+        assert sorted(info_v) == sorted(info_s)
+        for key, value in info_s.items():
+            if isinstance(value, np.ndarray):
+                assert info_v[key].dtype == value.dtype and info_v[key].shape == value.shape, key
+        actions = rng.integers(0, 100, size=4)
+        *_, info_v = vector.step(actions)
+        *_, info_s = single.step(actions)
+        mixed += int("image_id" in info_s and "point" in info_s)
+    assert mixed or mode == "same_step"  # some steps held reset and step infos together

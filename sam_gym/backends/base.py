@@ -31,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Embedding", "Prediction", "PromptableSegmenter", "check_batch", "validate_image", "validate_prompts"]
+__all__ = ["Embedding", "Prediction", "PromptableSegmenter", "check_batch", "check_observe_batch", "validate_image",
+           "validate_prompts"]
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,8 @@ class Prediction:
     can be pickled.
 
     Attributes:
-        scores: ``(K,)`` float32 predicted quality (IoU) of each proposal.
+        scores: ``(K,)`` float32 predicted quality (IoU) of each proposal (fixed at construction:
+            :attr:`best` is computed once).
         low_res_logits: ``(K, h, w)`` backend-native logits, fed back as ``mask_input``.
     """
 
@@ -82,14 +84,17 @@ class Prediction:
         self.low_res_logits = low_res_logits
         self._full_mask = full_mask
         self._masks: dict[int, np.ndarray] = {}
+        self._best: int | None = None
 
     def __len__(self) -> int:
         return int(self.scores.shape[0])
 
     @property
     def best(self) -> int:
-        """Index of the proposal with the highest predicted quality."""
-        return int(np.argmax(self.scores))
+        """Index of the proposal with the highest predicted quality (the first of equals; memoised)."""
+        if self._best is None:
+            self._best = int(np.argmax(self.scores))
+        return self._best
 
     def mask(self, k: int | None = None) -> np.ndarray:
         """Return proposal ``k`` (default: ``best``) as an ``(H, W)`` bool mask in image pixels."""
@@ -234,13 +239,13 @@ class PromptableSegmenter(abc.ABC):
 
         Returns:
             float32 ``states`` ``(B, C, rows, cols)`` (or ``(B, C, h, w)``) and ``masks`` ``(B, *mask_hw)``.
+            They may be read-only or views of the backend's memory (the null backend's are): the
+            caller copies what it keeps.
 
         Raises:
             ValueError: If the sequences are empty or of different lengths.
         """
-        if len(embeddings) == 0 or len(low_res_logits) != len(embeddings):
-            raise ValueError(f"Expected non-empty embeddings and low_res_logits of one length, got "
-                             f"{len(embeddings)} and {len(low_res_logits)}")
+        check_observe_batch(embeddings, low_res_logits)
         pairs = [self.observe(e, m, grid_hw, mask_hw) for e, m in zip(embeddings, low_res_logits, strict=True)]
         return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
 
@@ -287,6 +292,17 @@ def check_batch(
             f"{n}, {len(points)}, {len(labels)}, {len(masks_in)}"
         )
     return masks_in
+
+
+def check_observe_batch(embeddings: Sequence[Embedding], low_res_logits: Sequence[Any | None]) -> None:
+    """Check the arguments of :meth:`PromptableSegmenter.observe_batch`.
+
+    Raises:
+        ValueError: If the sequences are empty or of different lengths.
+    """
+    if len(embeddings) == 0 or len(low_res_logits) != len(embeddings):
+        raise ValueError(f"Expected non-empty embeddings and low_res_logits of one length, got "
+                         f"{len(embeddings)} and {len(low_res_logits)}")
 
 
 def validate_image(image: Any) -> np.ndarray:

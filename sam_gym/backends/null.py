@@ -20,13 +20,13 @@ Coordinate conventions are those of :mod:`sam_gym.backends.base` (points ``(x, y
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from sam_gym.backends.base import Embedding, Prediction, PromptableSegmenter, validate_image
+from sam_gym.backends.base import Embedding, Prediction, PromptableSegmenter, check_observe_batch, validate_image
 
 __all__ = ["NULL_LOGIT", "NullBackend"]
 
@@ -41,7 +41,7 @@ class _EmptyMask:
     image_size: tuple[int, int]
 
     def __call__(self, k: int) -> np.ndarray:
-        return np.zeros(self.image_size, dtype=bool)
+        return _read_only(np.zeros(self.image_size, dtype=bool))
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:
@@ -102,7 +102,9 @@ class NullBackend(PromptableSegmenter):
             self._features = torch.zeros((1, *self.embedding_shape), dtype=torch.float32, device=self.device)
             self._logits = torch.full((3, *self.low_res_shape), NULL_LOGIT, dtype=torch.float32, device=self.device)
         self._scores = {k: _read_only(np.zeros(k, dtype=np.float32)) for k in (1, 3)}
-        self._observations: dict[tuple[Any, Any], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._observations: dict[tuple[Any, Any], tuple[np.ndarray, np.ndarray]] = {}
+        #: One shared prediction per (proposals, image size): every call's output is the same.
+        self._predictions: dict[tuple[int, tuple[int, int]], Prediction] = {}
 
     def encode(self, image: np.ndarray) -> Embedding:
         """Return the shared zero embedding with the image's size (only the image's shape is read)."""
@@ -119,11 +121,22 @@ class NullBackend(PromptableSegmenter):
     ) -> Prediction:
         """Return 3 (``multimask``) or 1 fixed proposals: logits :data:`NULL_LOGIT`, IoU 0, empty masks.
 
-        The prompts and ``mask_input`` are not read (nor validated).
+        The prompts and ``mask_input`` are not read (nor validated). Calls for images of one size
+        return the same (shared, read-only) prediction.
         """
+        return self._prediction(3 if multimask else 1, embedding.image_size)
+
+    def decode_batch(
+        self,
+        embeddings: Sequence[Embedding],
+        points: Sequence[np.ndarray],
+        labels: Sequence[np.ndarray],
+        mask_inputs: Sequence[Any | None] | None = None,
+        multimask: bool = False,
+    ) -> list[Prediction]:
+        """:meth:`decode` of every item, with no per-item work but a dictionary look-up (nothing is validated)."""
         k = 3 if multimask else 1
-        return Prediction(scores=self._scores[k], low_res_logits=self._logits[:k],
-                          full_mask=_EmptyMask(embedding.image_size))
+        return [self._prediction(k, e.image_size) for e in embeddings]
 
     def observe(
         self,
@@ -139,15 +152,52 @@ class NullBackend(PromptableSegmenter):
             ``None``); ``mask``: float32 ``mask_hw`` filled with 1 when ``low_res_logits`` is
             ``None`` (no mask yet), else with ``sigmoid(NULL_LOGIT)``.
         """
+        state, masks = self._observation(grid_hw, mask_hw)
+        return state, masks[0 if low_res_logits is None else 1]
+
+    def observe_batch(
+        self,
+        embeddings: Sequence[Embedding],
+        low_res_logits: Sequence[Any | None],
+        grid_hw: tuple[int, int] | None,
+        mask_hw: tuple[int, int],
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`observe` of ``B`` items as read-only broadcast views of the fixed arrays (no copy).
+
+        The masks are a view too when every item has logits, or none has; else one ``(B, *mask_hw)``
+        array picked from the two fixed maps.
+
+        Raises:
+            ValueError: If the sequences are empty or of different lengths.
+        """
+        check_observe_batch(embeddings, low_res_logits)
+        state, masks = self._observation(grid_hw, mask_hw)
+        b = len(embeddings)
+        given = np.fromiter((m is not None for m in low_res_logits), dtype=bool, count=b)
+        if given.all() or not given.any():
+            batch_masks = np.broadcast_to(masks[int(given[0])], (b, *masks.shape[1:]))
+        else:
+            batch_masks = masks[given.astype(np.intp)]
+        return np.broadcast_to(state, (b, *state.shape)), batch_masks
+
+    def _observation(self, grid_hw: tuple[int, int] | None, mask_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """The fixed state and the ``(2, *mask_hw)`` masks (no mask yet: 1; a mask: ``sigmoid(NULL_LOGIT)``)."""
         key = (None if grid_hw is None else tuple(grid_hw), tuple(mask_hw))
         if key not in self._observations:
             state_hw = self.embedding_shape[1:] if grid_hw is None else tuple(int(v) for v in grid_hw)
             state = _read_only(np.zeros((self.embedding_shape[0], *state_hw), dtype=np.float32))
-            ones = _read_only(np.ones(tuple(int(v) for v in mask_hw), dtype=np.float32))
-            prob = _read_only(np.full_like(ones, 1.0 / (1.0 + np.exp(-NULL_LOGIT))))
-            self._observations[key] = (state, ones, prob)
-        state, ones, prob = self._observations[key]
-        return state, (ones if low_res_logits is None else prob)
+            masks = np.ones((2, *(int(v) for v in mask_hw)), dtype=np.float32)
+            masks[1] = 1.0 / (1.0 + np.exp(-NULL_LOGIT))
+            self._observations[key] = (state, _read_only(masks))
+        return self._observations[key]
+
+    def _prediction(self, k: int, image_size: tuple[int, int]) -> Prediction:
+        key = (k, image_size)
+        prediction = self._predictions.get(key)
+        if prediction is None:
+            prediction = self._predictions[key] = Prediction(
+                scores=self._scores[k], low_res_logits=self._logits[:k], full_mask=_EmptyMask(image_size))
+        return prediction
 
     def embedding_to_arrays(self, embedding: Embedding) -> dict[str, np.ndarray]:
         """Host arrays for the on-disk cache: the image size only (the features are always zero)."""

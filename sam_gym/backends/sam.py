@@ -8,7 +8,8 @@ environments:
   (bottom/right), image encoder. The padded square is the "padded frame"; the resized image
   occupies its top-left ``input_size`` corner.
 * ``decode``: prompt encoder + mask decoder; full-resolution masks only when asked for.
-* ``observe``: the AlignSAM state, computed on the backend's device.
+* ``observe`` / ``observe_batch``: the AlignSAM state, computed on the backend's device (a batch in
+  one pooling operation per image size and one host copy).
 
 Coordinate conventions are those of :mod:`sam_gym.backends.base`: points are ``(x, y)`` in
 original-image pixels (``x`` right, ``y`` down; the pixel is ``(floor(y), floor(x))``), masks
@@ -33,6 +34,7 @@ from sam_gym.backends.base import (
     Prediction,
     PromptableSegmenter,
     check_batch,
+    check_observe_batch,
     validate_image,
     validate_prompts,
 )
@@ -44,7 +46,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the installation
     raise ImportError('The SAM backends need torch: pip install "sam-gym[sam]"') from exc
 
-__all__ = ["CPU_DECODER_BATCH", "SamBackend", "check_hw", "logits_tensor", "resize_probabilities"]
+__all__ = ["CPU_DECODER_BATCH", "SamBackend", "check_hw", "logits_tensor", "observe_pooled", "resize_probabilities"]
 
 _DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16"}
 
@@ -81,6 +83,86 @@ def check_hw(value: Any, what: str) -> tuple[int, int]:
     if h <= 0 or w <= 0:
         raise ValueError(message)
     return h, w
+
+
+def observe_pooled(
+    features: Sequence[torch.Tensor],
+    logits: Sequence[torch.Tensor | None],
+    regions: Sequence[tuple[tuple[int, int], tuple[int, int]]],
+    grid: tuple[int, int] | None,
+    mask_hw: tuple[int, int],
+    stack: bool | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The AlignSAM states and mask maps of ``B`` items, batched on the device, with one host copy.
+
+    Items whose maps share their valid regions (images of one size) are computed together: one
+    sigmoid and one resize of the probabilities per target size for all of them and, on CUDA, one
+    multiply and one pool over the stacked embeddings. On the CPU the embeddings are not stacked
+    (that copy of 4 MiB per SAM embedding costs more than the kernel calls it saves): each item's
+    product and pool is written into the batch's buffer. Either way each item goes through the same
+    operations as alone, so it equals its own computation exactly.
+
+    Args:
+        features: Per item ``(1, C, h, w)`` embeddings over the frame, on the device (any float dtype).
+        logits: Per item ``(1, 1, low_h, low_w)`` float32 logits on the device, or ``None`` (no mask yet:
+            probability 1, the state is the plain embedding, the mask map is 1).
+        regions: Per item, the valid ``(rows, cols)`` of the embedding and of the logits
+            (:meth:`PromptableSegmenter.image_region`), the top-left corner that covers the image.
+        grid: ``(rows, cols)`` to average-pool the valid region to, or ``None``: the full frame map,
+            times the probability over the valid region and 0 over the rest.
+        mask_hw: ``(rows, cols)`` of the probability map over the image.
+        stack: Stack the embeddings (``None``: on CUDA only).
+
+    Returns:
+        float32 host ``states`` ``(B, C, *grid)`` (or ``(B, C, h, w)``) and ``masks`` ``(B, *mask_hw)``,
+        views of one host array.
+    """
+    b = len(features)
+    _, c, emb_h, emb_w = features[0].shape
+    device = features[0].device
+    if stack is None:
+        stack = device.type == "cuda"
+    state_hw = (emb_h, emb_w) if grid is None else grid
+    n_state, n_mask = c * state_hw[0] * state_hw[1], mask_hw[0] * mask_hw[1]
+    out = torch.empty((b, n_state + n_mask), dtype=torch.float32, device=device)
+    states = out[:, :n_state].view(b, c, *state_hw)
+    masks = out[:, n_state:].view(b, *mask_hw)
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for i, (region, item_logits) in enumerate(zip(regions, logits, strict=True)):
+        groups.setdefault((*region, item_logits is None), []).append(i)
+    for (valid, valid_low, no_mask), idx in groups.items():
+        index = torch.tensor(idx, dtype=torch.long, device=device)
+        if no_mask:
+            prob_emb = None
+            masks[index] = 1.0
+        else:
+            stacked = torch.cat([logits[i] for i in idx])  # type: ignore[misc]
+            prob = torch.sigmoid(stacked[:, :, : valid_low[0], : valid_low[1]])
+            masks[index] = resize_probabilities(prob, mask_hw)[:, 0]
+            prob_emb = resize_probabilities(prob, valid)
+        if stack:
+            states[index] = _state(torch.cat([features[i] for i in idx]).float(), prob_emb, valid, grid)
+        else:
+            for k, i in enumerate(idx):
+                weight = None if prob_emb is None else prob_emb[k : k + 1]
+                states[i : i + 1] = _state(features[i].float(), weight, valid, grid)
+    host = out.to("cpu").numpy()
+    return host[:, :n_state].reshape(b, c, *state_hw), host[:, n_state:].reshape(b, *mask_hw)
+
+
+def _state(features: torch.Tensor, prob_emb: torch.Tensor | None, valid: tuple[int, int],
+           grid: tuple[int, int] | None) -> torch.Tensor:
+    """Eq. 4 for ``(G, C, h, w)`` float32 ``features``: times ``(G, 1, *valid)`` probabilities, pooled to ``grid``."""
+    if grid is not None:
+        region = features[:, :, : valid[0], : valid[1]]
+        if prob_emb is not None:
+            region = region * prob_emb
+        return F.adaptive_avg_pool2d(region, grid)
+    if prob_emb is None:
+        return features
+    frame = torch.zeros((features.shape[0], 1, *features.shape[2:]), dtype=torch.float32, device=features.device)
+    frame[:, :, : valid[0], : valid[1]] = prob_emb
+    return features * frame
 
 
 class SamBackend(PromptableSegmenter):
@@ -369,6 +451,33 @@ class SamBackend(PromptableSegmenter):
                 state[0].to("cpu", torch.float32).numpy().copy(),
                 mask.to("cpu", torch.float32).numpy().copy(),
             )
+
+    def observe_batch(
+        self,
+        embeddings: Sequence[Embedding],
+        low_res_logits: Sequence[Any | None],
+        grid_hw: tuple[int, int] | None,
+        mask_hw: tuple[int, int],
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`observe` of ``B`` items in one batched operation on the device and one host copy.
+
+        Items from images of one size (one valid region) share one sigmoid and resize and, on
+        CUDA, one multiply and pool over the stacked embeddings (:func:`observe_pooled`). Item ``i`` equals
+        ``observe(embeddings[i], low_res_logits[i], grid_hw, mask_hw)`` exactly.
+
+        Raises:
+            ValueError: If the sequences are empty or of different lengths, or an item is invalid.
+        """
+        check_observe_batch(embeddings, low_res_logits)
+        mask_hw = check_hw(mask_hw, "mask_hw")
+        grid = None if grid_hw is None else check_hw(grid_hw, "grid_hw")
+        emb_hw = self.embedding_shape[1:]
+        with torch.inference_mode():
+            features = [self._features(e) for e in embeddings]
+            logits = [None if m is None else self._logits_tensor(m, f"low_res_logits[{i}]")
+                      for i, m in enumerate(low_res_logits)]
+            regions = [(self.image_region(e, emb_hw), self.image_region(e, self.low_res_shape)) for e in embeddings]
+            return observe_pooled(features, logits, regions, grid, mask_hw)
 
     # ------------------------------------------------------------------ cache
 

@@ -38,10 +38,11 @@ from sam_gym.backends.base import (
     Prediction,
     PromptableSegmenter,
     check_batch,
+    check_observe_batch,
     validate_image,
     validate_prompts,
 )
-from sam_gym.backends.sam import check_hw, logits_tensor, resize_probabilities
+from sam_gym.backends.sam import check_hw, logits_tensor, observe_pooled, resize_probabilities
 from sam_gym.backends.sam2_build import CONFIGS, build_sam2_model, import_sam2_module
 from sam_gym.backends.sam_build import select_device
 
@@ -303,6 +304,32 @@ class Sam2Backend(PromptableSegmenter):
             if grid is not None:
                 state = F.adaptive_avg_pool2d(state, grid)
             return state[0].to("cpu", torch.float32).numpy().copy(), mask.to("cpu", torch.float32).numpy().copy()
+
+    def observe_batch(
+        self,
+        embeddings: Sequence[Embedding],
+        low_res_logits: Sequence[Any | None],
+        grid_hw: tuple[int, int] | None,
+        mask_hw: tuple[int, int],
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`observe` of ``B`` items in one batched operation on the device and one host copy.
+
+        Every map covers the whole image (no padding), so all items share one sigmoid and resize and,
+        on CUDA, one multiply and pool (:func:`sam_gym.backends.sam.observe_pooled`). Item ``i`` equals
+        ``observe(embeddings[i], low_res_logits[i], grid_hw, mask_hw)`` exactly.
+
+        Raises:
+            ValueError: If the sequences are empty or of different lengths, or an item is invalid.
+        """
+        check_observe_batch(embeddings, low_res_logits)
+        mask_hw = check_hw(mask_hw, "mask_hw")
+        grid = None if grid_hw is None else check_hw(grid_hw, "grid_hw")
+        whole = (self.embedding_shape[1:], self.low_res_shape)
+        with torch.inference_mode():
+            features = [self._levels(e)[0] for e in embeddings]
+            logits = [None if m is None else self._logits_tensor(m, f"low_res_logits[{i}]")
+                      for i, m in enumerate(low_res_logits)]
+            return observe_pooled(features, logits, [whole] * len(embeddings), grid, mask_hw)
 
     # ------------------------------------------------------------------ cache
 

@@ -20,8 +20,14 @@ What is measured (see ``docs/benchmarks.md`` for the figures and commands):
   sub-envs counted; a vector step is timed with its ``action_masks()`` call (drawing the random
   actions is not timed).
 * ``overhead_us_per_substep``: the vector env per batch size with the zero-cost
-  :class:`~sam_gym.backends.null.NullBackend` (a measuring stub, not a segmenter): the wall time of
-  a vector step divided by the number of sub-envs, i.e. the env's own cost per sub-env step.
+  :class:`~sam_gym.backends.null.NullBackend` (a measuring stub, not a segmenter, whose batched
+  ``decode_batch`` / ``observe_batch`` do no per-item work): the wall time of a vector step, with
+  its ``action_masks()`` call, divided by the number of sub-envs, i.e. the env's own cost per
+  sub-env step. Everything a step returns is included: the new observation batch (about 107 KB a
+  sub-env, written once), the batched info dict, and the episodes' resets (one per ``max_clicks``
+  steps: drawing the sample and initial prompts, the cache look-up by image hash). With the
+  default ``info_iou="full"`` it includes the full-resolution IoU of every step; ``--info-iou
+  none`` (the training setting, what ``benchmarks/gpu.sh`` measures) leaves it to episode ends.
 * ``train_env_steps_per_s``: sb3-contrib's ``MaskablePPO`` on the batched vector env through the SB3
   adapter, end to end (rollouts and updates), after one untimed warm-up rollout and update.
 * ``obs_bytes``: bytes of one single-env observation.

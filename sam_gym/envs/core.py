@@ -11,9 +11,11 @@ core of ``num_envs`` rows, and its sub-envs are views of their rows.
 What is still done row by row, and why: drawing a new episode at reset (each sub-env owns its
 random generator, as in ``SyncVectorEnv``), user callables (``label_mode``, ``init_prompts``),
 ``point`` actions (each is validated and mapped through its image's grid), the full-resolution IoU
-(only with ``info_iou="full"``, images may differ in size), the per-row info dicts (Gymnasium's
-and SB3's format) and the items handed to ``backend.decode_batch`` / ``observe_batch`` (a list
-interface, which SAM batches on its device).
+(only with ``info_iou="full"``, and at episode end; images may differ in size), reading each
+row's chosen proposal out of its backend-native :class:`~sam_gym.backends.base.Prediction`, and
+the per-item lists handed to ``backend.decode_batch`` / ``observe_batch`` (a list interface, which
+SAM batches on its device). Step infos are columns (:class:`StepInfos`), made into per-row dicts
+only when a caller asks for one (the single env, SB3's list of dicts).
 
 Coordinates: points ``(x, y)`` in image pixels (``x`` right, ``y`` down), pixels and cells
 ``(row, col)``, cells numbered row-major; labels 1 foreground / 0 background.
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -31,18 +34,18 @@ from sam_gym.backends.base import Embedding, Prediction
 from sam_gym.data import Sample
 from sam_gym.envs.episode import DecodeRequest, EpisodeView
 from sam_gym.grid import PatchGrid
-from sam_gym.metrics import iou
 from sam_gym.wrappers import MASK_KEY
 
 if TYPE_CHECKING:
     from sam_gym.envs.prompt_env import SamPromptEnv
 
-__all__ = ["Clicks", "EpisodeBatch", "EpisodeCore", "NewEpisode"]
+__all__ = ["Clicks", "DecodeBatch", "EpisodeBatch", "EpisodeCore", "NewEpisode", "StepInfos"]
 
 #: Reward of a click on a cell (or, in point mode, a pixel) that was already clicked.
 REPEAT_PENALTY = -1.0
 #: Bound of the ``state`` observation (values are clipped to it; SAM embeddings stay within +/-20).
 STATE_BOUND = 1e4
+_STATE_LOW, _STATE_HIGH = np.float32(-STATE_BOUND), np.float32(STATE_BOUND)
 #: IoU that counts as success at episode end when no ``target_iou`` is given (NoC@85's threshold).
 DEFAULT_SUCCESS_IOU = 0.85
 
@@ -93,6 +96,80 @@ class Clicks:
     repeat: np.ndarray
 
 
+@dataclass(frozen=True, eq=False)
+class DecodeBatch:
+    """The decoder calls that some rows need, as lists aligned with ``rows`` (no per-row request object).
+
+    Entry ``k`` is the call of ``rows[k]`` when ``needed[k]`` (a repeated click, or a reset without
+    initial prompts, needs none; its list entries are then unused). Points are ``(x, y)`` float32 in
+    image pixels, labels 1 foreground / 0 background.
+
+    Attributes:
+        rows: ``(R,)`` the rows.
+        embeddings: ``R`` embeddings.
+        points: ``R`` arrays ``(N_k, 2)`` (views of a batch array: read them, do not keep them).
+        labels: ``R`` arrays ``(N_k,)``.
+        mask_inputs: ``R`` previous ``(1, h, w)`` logits or ``None``.
+        multimask: ``(R,)`` bool, whether to ask for 3 proposals.
+        needed: ``(R,)`` bool, whether the row needs a decode.
+    """
+
+    rows: np.ndarray
+    embeddings: list[Any]
+    points: list[np.ndarray]
+    labels: list[np.ndarray]
+    mask_inputs: list[Any]
+    multimask: np.ndarray
+    needed: np.ndarray
+
+    def request(self, k: int) -> DecodeRequest | None:
+        """Entry ``k`` as a :class:`~sam_gym.envs.episode.DecodeRequest` (owning copies); ``None`` if not needed."""
+        if not self.needed[k]:
+            return None
+        return DecodeRequest(self.embeddings[k], self.points[k].copy(), self.labels[k].copy(), self.mask_inputs[k],
+                             bool(self.multimask[k]))
+
+
+#: Step-info keys in the order a single env's info dict holds them.
+_STEP_KEYS = ("iou", "point", "label", "n_clicks", "repeat", "on_target", "backend", "is_success", MASK_KEY)
+
+
+class StepInfos:
+    """The step infos of ``R`` rows as columns: ``info[key]`` of row ``k`` is ``values[key][k]`` where present.
+
+    Keys, meaning and Python types are those of :class:`~sam_gym.envs.prompt_env.SamPromptEnv`'s
+    step info; :meth:`row` builds row ``k``'s dict (what a single env returns), and a vector env
+    batches the columns without building any dict (:meth:`sam_gym.envs.vector_env.SamPromptVectorEnv.step`).
+
+    Attributes:
+        values: Key -> ``(R,)`` array (float64, int64, bool or object) or ``(R, n)`` int8 (``action_mask``).
+        present: Key -> ``(R,)`` bool where the key is in the row's info, ``None`` when in every row's.
+    """
+
+    #: Python type of each key's value in a row's dict (``None``: the array element as it is).
+    kinds: dict[str, Any] = {"iou": float, "point": None, "label": int, "n_clicks": int, "repeat": bool,
+                             "on_target": bool, "backend": None, "is_success": bool, MASK_KEY: None}
+
+    def __init__(self, n: int, values: dict[str, np.ndarray], present: dict[str, np.ndarray | None]) -> None:
+        self.n = int(n)
+        self.values = {key: values[key] for key in _STEP_KEYS if key in values}
+        self.present = present
+
+    def __len__(self) -> int:
+        return self.n
+
+    def row(self, k: int) -> dict[str, Any]:
+        """Row ``k``'s info dict (keys in a single env's order)."""
+        out: dict[str, Any] = {}
+        for key, column in self.values.items():
+            mask = self.present.get(key)
+            if mask is not None and not mask[k]:
+                continue
+            kind = self.kinds[key]
+            out[key] = column[k] if kind is None else kind(column[k])
+        return out
+
+
 @dataclass(eq=False)
 class EpisodeBatch:
     """The state of ``n`` episodes, one row each: what a reset starts and each click changes.
@@ -118,6 +195,8 @@ class EpisodeBatch:
         n = self.n
         self.samples, self.grids, self.embeddings = [None] * n, [None] * n, [None] * n
         self.predictions, self.logits = [None] * n, [None] * n
+        #: Per row, ``(non-void pixels, target on them, their count)`` once the full IoU was needed.
+        self.iou_parts: list[tuple[np.ndarray, np.ndarray, int] | None] = [None] * n
         self.clicked_pixels = [set() for _ in range(n)]
         self.index = np.zeros(n, dtype=np.int64)
         #: ``(n, 2)`` image ``(H, W)``.
@@ -144,11 +223,25 @@ class EpisodeBatch:
         return prediction.mask(prediction.best)
 
     def full_iou(self, row: int) -> float:
-        """IoU of row ``row``'s full-resolution mask with the target, void excluded."""
-        sample = self.samples[row]
-        if self.predictions[row] is None or sample is None:
+        """IoU of row ``row``'s full-resolution mask with the target, void excluded.
+
+        Equal to :func:`sam_gym.metrics.iou` ``(mask, target, void)`` (the sample was checked at
+        reset), with the episode's non-void and target pixels counted once per episode:
+        ``|M & T & V| / (|M & V| + |T & V| - |M & T & V|)``, ``V`` the non-void pixels.
+        """
+        sample, prediction = self.samples[row], self.predictions[row]
+        if prediction is None or sample is None:
             return 0.0
-        return iou(self.mask(row), sample.target, sample.void)
+        parts = self.iou_parts[row]
+        if parts is None:
+            valid = ~sample.void
+            target = sample.target & valid
+            parts = self.iou_parts[row] = (valid, target, int(np.count_nonzero(target)))
+        valid, target, n_target = parts
+        mask = prediction.mask(prediction.best)
+        inter = int(np.count_nonzero(mask & target))
+        union = int(np.count_nonzero(mask & valid)) + n_target - inter
+        return 1.0 if union == 0 else inter / union
 
 
 class EpisodeCore:
@@ -167,19 +260,18 @@ class EpisodeCore:
         self.owners: list[SamPromptEnv] = [env] * int(n)
         p = env.max_prompts
         self._empty_clicks = np.tile(np.array([0.0, 0.0, -1.0], dtype=np.float32), (p, 1))
+        #: Float32 scratch of the mask observation, ``(n, m, m)``, never handed out.
+        self._scratch = np.empty((0, 0, 0), dtype=np.float32)
 
     # ------------------------------------------------------------------ reset
-    def start_requests(self, new: Sequence[NewEpisode]) -> list[DecodeRequest | None]:
-        """The decoder calls of the new episodes' initial prompts (``None`` without prompts)."""
-        out: list[DecodeRequest | None] = []
-        for episode in new:
-            if not episode.prompts:
-                out.append(None)
-                continue
-            points = np.asarray([p[:2] for p in episode.prompts], dtype=np.float32)
-            labels = np.asarray([p[2] for p in episode.prompts], dtype=np.int64)
-            out.append(DecodeRequest(episode.embedding, points, labels, None, self._multimask(len(points))))
-        return out
+    def start_requests(self, rows: np.ndarray, new: Sequence[NewEpisode]) -> DecodeBatch:
+        """The decoder calls of the new episodes' initial prompts (none without prompts), ``new[k]`` for ``rows[k]``."""
+        points = [np.asarray([p[:2] for p in e.prompts], dtype=np.float32).reshape(-1, 2) for e in new]
+        labels = [np.asarray([p[2] for p in e.prompts], dtype=np.int64).reshape(-1) for e in new]
+        counts = np.array([len(e.prompts) for e in new], dtype=np.int64)
+        return DecodeBatch(rows=np.asarray(rows, dtype=np.int64).reshape(-1), embeddings=[e.embedding for e in new],
+                           points=points, labels=labels, mask_inputs=[None] * len(new),
+                           multimask=self._multimask(counts), needed=counts > 0)
 
     def finish_start(self, rows: np.ndarray, new: Sequence[NewEpisode],
                      predictions: Sequence[Prediction | None]) -> list[dict[str, Any]]:
@@ -197,17 +289,20 @@ class EpisodeCore:
             s.index[row] = episode.index
             s.hw[row] = (grid.height, grid.width)
             s.clicked_pixels[row] = set()
+            s.iou_parts[row] = None
             k = len(episode.prompts)
             s.n_prompts[row] = s.n_init[row] = k
             if k:
                 s.points[row, :k] = [p[:2] for p in episode.prompts]
                 s.labels[row, :k] = [p[2] for p in episode.prompts]
-            pixels = _cell_pixels(grid, env.rows, env.cols)
+            pixels = _cell_pixels(env.rows, env.cols, grid.height, grid.width)
             s.cell_target[row] = sample.target[pixels[:, 0], pixels[:, 1]]
             s.cell_void[row] = sample.void[pixels[:, 0], pixels[:, 1]]
             s.predictions[row], s.logits[row] = None, None
             if prediction is not None:
                 self._apply(row, prediction)
+                if env.info_iou == "full":
+                    s.iou[row] = s.full_iou(row)
             info: dict[str, Any] = {
                 "image_id": sample.image_id,
                 "instance_id": sample.instance_id,
@@ -249,7 +344,7 @@ class EpisodeCore:
         return actions.astype(np.int64)
 
     def prepare_clicks(self, rows: np.ndarray, actions: Sequence[Any] | np.ndarray | None,
-                       cells: np.ndarray | None = None) -> tuple[Clicks, list[DecodeRequest | None]]:
+                       cells: np.ndarray | None = None) -> tuple[Clicks, DecodeBatch]:
         """Map and label the actions of ``rows`` (already checked); nothing is committed yet.
 
         Args:
@@ -261,7 +356,7 @@ class EpisodeCore:
             ValueError: If neither ``actions`` nor ``cells`` is given.
 
         Returns:
-            The clicks and, per row, the decoder call it needs (``None`` for a repeated click).
+            The clicks and the decoder calls they need (a repeated click needs none).
         """
         env, s = self.env, self.state
         labels: np.ndarray | None = None
@@ -315,8 +410,8 @@ class EpisodeCore:
         return clicks, self._click_requests(clicks)
 
     def finish_clicks(self, clicks: Clicks, predictions: Sequence[Prediction | None]
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]]]:
-        """Commit the clicks and their predictions; return rewards, terminations, truncations and infos."""
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, StepInfos]:
+        """Commit the clicks and their predictions; return rewards, terminations, truncations and the step infos."""
         env, s = self.env, self.state
         rows = clicks.rows
         previous_iou = s.iou[rows].copy()
@@ -332,9 +427,12 @@ class EpisodeCore:
         if env.action_mode == "point":
             for r, p in zip(new.tolist(), clicks.pixels[fresh].tolist(), strict=True):
                 s.clicked_pixels[r].add((p[0], p[1]))
+        full = env.info_iou == "full"
         for r, prediction in zip(rows.tolist(), predictions, strict=True):
             if prediction is not None:
                 self._apply(r, prediction)
+                if full:
+                    s.iou[r] = s.full_iou(r)
         if env.reward_mode == "alignsam":
             rewards = np.where(clicks.void, 0.0, np.where(clicks.on_target, 1.0, -1.0))
         else:
@@ -347,49 +445,63 @@ class EpisodeCore:
         truncated = ~terminated & (s.n_clicks[rows] >= env.max_clicks)
         ended = terminated | truncated
         s.ended[rows] = ended
-        if env.info_iou == "none":
+        if not full:
             for r in rows[ended].tolist():
                 s.iou[r] = s.full_iou(r)
         success_iou = env.target_iou or DEFAULT_SUCCESS_IOU
-        infos = []
-        for k, row in enumerate(rows.tolist()):
-            info: dict[str, Any] = {
-                "iou": float(s.iou[row]),
-                "point": (float(clicks.x[k]), float(clicks.y[k])),
-                "label": int(clicks.labels[k]),
-                "n_clicks": int(s.n_clicks[row]),
-                "repeat": bool(clicks.repeat[k]),
-                "on_target": bool(clicks.on_target[k]),
-                "backend": self.backend.name,
-            }
-            if env.info_iou == "none" and not ended[k]:
-                del info["iou"]
-            if ended[k]:
-                info["is_success"] = bool(s.iou[row] >= success_iou)
-            infos.append(info)
-        self._add_mask_infos(rows, infos)
-        return rewards.astype(np.float64), terminated, truncated, infos
+        n = len(rows)
+        ious = s.iou[rows]
+        point = np.fromiter(zip(clicks.x.tolist(), clicks.y.tolist(), strict=True), dtype=object, count=n)
+        backend = np.full(n, self.backend.name, dtype=object)
+        values = {"iou": ious, "point": point, "label": clicks.labels.astype(np.int64, copy=False),
+                  "n_clicks": s.n_clicks[rows], "repeat": clicks.repeat.astype(bool, copy=False),
+                  "on_target": clicks.on_target.astype(bool, copy=False), "backend": backend,
+                  "is_success": ious >= success_iou}
+        present: dict[str, np.ndarray | None] = {"iou": None if full else ended, "is_success": ended}
+        if env.mask_in_info:
+            values[MASK_KEY] = self.action_masks(rows).astype(np.int8)
+        return rewards.astype(np.float64), terminated, truncated, StepInfos(n, values, present)
 
     # ------------------------------------------------------------------ observation and masks
     def observe(self, rows: np.ndarray) -> dict[str, np.ndarray]:
-        """The observations of ``rows``, batched along a leading axis (one ``observe_batch`` call)."""
+        """The observations of ``rows``, batched along a leading axis (one ``observe_batch`` call).
+
+        Every array returned is new (as a ``SyncVectorEnv``'s copied batch is): a later step never
+        overwrites an observation already handed out. The state is written once, by the clip from
+        the backend's output (which may be a read-only view of the backend's memory); the mask's
+        float steps run in a scratch buffer that the core keeps and never hands out.
+        """
         env, s = self.env, self.state
-        ids = rows.tolist()
-        states, masks = self.backend.observe_batch([s.embeddings[r] for r in ids], [s.logits[r] for r in ids],
-                                                   env.pool_hw, (env.mask_obs_size, env.mask_obs_size))
-        n_rows = len(ids)
-        clicks = np.broadcast_to(self._empty_clicks, (n_rows, *self._empty_clicks.shape)).copy()
+        n_rows = len(rows)
+        if n_rows == s.n and n_rows and rows[0] == 0 and rows[-1] == n_rows - 1:
+            embeddings, logits = s.embeddings, s.logits  # all rows in order: no per-row list
+        else:
+            ids = rows.tolist()
+            embeddings, logits = [s.embeddings[r] for r in ids], [s.logits[r] for r in ids]
+        states, masks = self.backend.observe_batch(embeddings, logits, env.pool_hw,
+                                                   (env.mask_obs_size, env.mask_obs_size))
+        if self._scratch.shape[0] < n_rows or self._scratch.shape[1:] != masks.shape[1:]:
+            self._scratch = np.empty((max(n_rows, s.n), *masks.shape[1:]), dtype=np.float32)
+        scratch = self._scratch[:n_rows]
+        # round(clip(m, 0, 1) * 255) in float32, then the unsafe cast to uint8 (what astype does)
+        np.clip(masks, 0.0, 1.0, out=scratch)
+        np.multiply(scratch, 255, out=scratch)
+        np.round(scratch, out=scratch)
+        mask = np.empty((n_rows, 1, *masks.shape[1:]), dtype=np.uint8)
+        np.copyto(mask[:, 0], scratch, casting="unsafe")
         k = s.capacity
         count = s.n_prompts[rows]
         used = np.arange(k)[None, :] < count[:, None]
         hw = s.hw[rows].astype(np.float32)
         pts = s.points[rows]
+        clicks = np.empty((n_rows, *self._empty_clicks.shape), dtype=np.float32)
+        clicks[:] = self._empty_clicks
         clicks[:, :k, 0] = np.where(used, np.clip(pts[:, :, 0] / hw[:, 1:2], 0.0, 1.0), clicks[:, :k, 0])
         clicks[:, :k, 1] = np.where(used, np.clip(pts[:, :, 1] / hw[:, 0:1], 0.0, 1.0), clicks[:, :k, 1])
         clicks[:, :k, 2] = np.where(used, s.labels[rows], clicks[:, :k, 2])
         obs = {
-            "state": np.clip(states, -STATE_BOUND, STATE_BOUND, dtype=np.float32).reshape(n_rows, -1),
-            "mask": np.round(np.clip(masks, 0.0, 1.0) * 255).astype(np.uint8)[:, None],
+            "state": np.clip(np.asarray(states, dtype=np.float32), _STATE_LOW, _STATE_HIGH).reshape(n_rows, -1),
+            "mask": mask,
             "clicks": clicks.reshape(n_rows, -1),
             "clicked": s.clicked_cells[rows].astype(np.float32),
         }
@@ -427,39 +539,49 @@ class EpisodeCore:
             for info, mask in zip(infos, self.action_masks(rows).astype(np.int8), strict=True):
                 info[MASK_KEY] = mask
 
-    def _multimask(self, n_points: int) -> bool:
+    def _multimask(self, n_points: np.ndarray) -> np.ndarray:
+        """``(R,)`` bool: whether a call with ``n_points[k]`` prompts asks for 3 proposals."""
         multimask = self.env.multimask
-        return n_points == 1 if multimask == "auto" else bool(multimask)
+        if multimask == "auto":
+            return np.asarray(n_points) == 1
+        return np.full(np.shape(n_points), bool(multimask))
 
-    def _click_requests(self, clicks: Clicks) -> list[DecodeRequest | None]:
+    def _click_requests(self, clicks: Clicks) -> DecodeBatch:
+        """The decoder calls of ``clicks``: each row's prompts so far plus its click (none for a repeat)."""
         s = self.state
-        out: list[DecodeRequest | None] = []
-        click_xy = np.stack([clicks.x, clicks.y], axis=1).astype(np.float32)
-        for k, row in enumerate(clicks.rows.tolist()):
-            if clicks.repeat[k]:
-                out.append(None)
-                continue
-            n = int(s.n_prompts[row])
-            points = np.concatenate([s.points[row, :n], click_xy[k : k + 1]])
-            labels = np.append(s.labels[row, :n], clicks.labels[k])
-            out.append(DecodeRequest(s.embeddings[row], points, labels, s.logits[row],
-                                     self._multimask(n + 1)))
-        return out
+        rows = clicks.rows
+        n_rows = len(rows)
+        count = s.n_prompts[rows]
+        points = s.points[rows]  # (R, capacity, 2) copies: the click goes into its slot without committing it
+        labels = s.labels[rows]
+        at = np.arange(n_rows)
+        points[at, count, 0] = clicks.x
+        points[at, count, 1] = clicks.y
+        labels[at, count] = clicks.labels
+        ids, ends = rows.tolist(), (count + 1).tolist()
+        return DecodeBatch(
+            rows=rows, embeddings=[s.embeddings[r] for r in ids],
+            points=[points[k, :e] for k, e in enumerate(ends)], labels=[labels[k, :e] for k, e in enumerate(ends)],
+            mask_inputs=[s.logits[r] for r in ids], multimask=self._multimask(count + 1), needed=~clicks.repeat)
 
     def _apply(self, row: int, prediction: Prediction) -> None:
-        """Make ``prediction`` row ``row``'s current mask (and its IoU, with ``info_iou="full"``)."""
+        """Make ``prediction`` row ``row``'s current mask (its IoU is the caller's, with ``info_iou="full"``)."""
         s = self.state
         s.predictions[row] = prediction
         s.logits[row] = prediction.logits(prediction.best)
-        if self.env.info_iou == "full":
-            s.iou[row] = s.full_iou(row)
 
 
-def _cell_pixels(grid: PatchGrid, rows: int, cols: int) -> np.ndarray:
-    """``(rows * cols, 2)`` int64 ``(row, col)`` pixel of each cell centre (``PatchGrid.pixel``)."""
+@lru_cache(maxsize=256)
+def _cell_pixels(rows: int, cols: int, height: int, width: int) -> np.ndarray:
+    """``(rows * cols, 2)`` int64 ``(row, col)`` pixel of each cell centre (``PatchGrid.pixel``), read-only.
+
+    Memoised per grid and image size (a reset of a known size computes nothing).
+    """
     cells = np.arange(rows * cols)
     r, c = np.divmod(cells, cols)
-    x = (c + 0.5) * grid.width / cols
-    y = (r + 0.5) * grid.height / rows
-    return np.stack([np.clip(np.floor(y), 0, grid.height - 1), np.clip(np.floor(x), 0, grid.width - 1)],
-                    axis=1).astype(np.int64)
+    x = (c + 0.5) * width / cols
+    y = (r + 0.5) * height / rows
+    out = np.stack([np.clip(np.floor(y), 0, height - 1), np.clip(np.floor(x), 0, width - 1)],
+                   axis=1).astype(np.int64)
+    out.flags.writeable = False
+    return out

@@ -84,9 +84,10 @@ class EpisodeView:
 class DecodeRequest:
     """One decoder call that an env needs before it can finish a reset or a step.
 
-    Returned by :meth:`SamPromptEnv.prepare_reset` / :meth:`SamPromptEnv.prepare_step`, so that a
-    vector env can run the requests of all its sub-envs as one batched
-    ``backend.decode_batch(...)`` call. Points are ``(x, y)`` in original-image pixels (``x`` right,
+    Returned by :meth:`SamPromptEnv.prepare_reset` / :meth:`SamPromptEnv.prepare_step`, so that
+    code driving several envs can run their requests as one batched ``backend.decode_batch(...)``
+    call (the vector env batches its sub-envs' calls without a request object each:
+    :class:`sam_gym.envs.core.DecodeBatch`). Points are ``(x, y)`` in original-image pixels (``x`` right,
     ``y`` down; the pixel is ``(floor(y), floor(x))``), labels 1 foreground / 0 background.
 
     Attributes:

@@ -457,7 +457,7 @@ class SamPromptEnv(gym.Env[dict[str, Any], Any]):
         """
         episode = self.draw_episode(seed=seed, options=options)
         self._pending = episode
-        return self._core.start_requests([episode])[0]
+        return self._core.start_requests(np.array([self._row]), [episode]).request(0)
 
     def draw_episode(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> NewEpisode:
         """Seed ``np_random`` (when ``seed`` is given) and draw a new episode from it (:meth:`prepare_reset`'s work).
@@ -496,16 +496,16 @@ class SamPromptEnv(gym.Env[dict[str, Any], Any]):
         self.check_step(action)
         clicks, requests = self._core.prepare_clicks(np.array([self._row]), [action])
         self._pending = clicks
-        return requests[0]
+        return requests.request(0)
 
     def finish_step(
         self, prediction: Prediction | None
     ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         """Second half of :meth:`step`, given the prediction for :meth:`prepare_step`'s request."""
         clicks = self._take_pending(Clicks, "step")
-        rewards, terminated, truncated, (info,) = self._core.finish_clicks(clicks, [prediction])
+        rewards, terminated, truncated, infos = self._core.finish_clicks(clicks, [prediction])
         obs = self._single(self._core.observe(clicks.rows))
-        return obs, float(rewards[0]), bool(terminated[0]), bool(truncated[0]), info
+        return obs, float(rewards[0]), bool(terminated[0]), bool(truncated[0]), infos.row(0)
 
     def action_masks(self) -> np.ndarray:
         """Valid actions, ``True`` = allowed (sb3-contrib ``MaskablePPO`` convention).
@@ -598,10 +598,12 @@ class SamPromptEnv(gym.Env[dict[str, Any], Any]):
             return []
         if self.init_prompts == "gt_pair":
             prompts = []
-            for label, region in ((1, sample.target), (0, ~sample.target & ~sample.void)):
-                rows, cols = np.nonzero(region)
-                k = int(self.np_random.integers(rows.size))
-                prompts.append((cols[k] + 0.5, rows[k] + 0.5, label))
+            width = sample.target.shape[1]
+            for label, region in ((1, sample.target), (0, ~(sample.target | sample.void))):
+                pixels = np.flatnonzero(region)  # row-major, the order of np.nonzero
+                k = int(self.np_random.integers(pixels.size))
+                row, col = divmod(pixels[k], width)
+                prompts.append((col + 0.5, row + 0.5, label))
             return prompts
         height, width = sample.target.shape
         view = EpisodeView(sample=sample, embedding=embedding, backend=self.backend, grid=grid,

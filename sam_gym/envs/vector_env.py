@@ -30,8 +30,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from sam_gym.backends.base import Prediction
-from sam_gym.envs.core import EpisodeCore
-from sam_gym.envs.episode import DecodeRequest
+from sam_gym.envs.core import DecodeBatch, EpisodeCore, StepInfos
 from sam_gym.envs.prompt_env import SamPromptEnv
 
 __all__ = ["SamPromptVectorEnv"]
@@ -53,7 +52,10 @@ class SamPromptVectorEnv(VectorEnv):
     (``observation_space = batch_space(single_observation_space, num_envs)``); actions are a batch
     of single actions (``Discrete(n)`` batches to ``MultiDiscrete([n] * num_envs)``); rewards,
     terminations and truncations are ``(num_envs,)`` arrays; ``info`` is a dict of arrays with a
-    boolean ``_key`` mask per key (Gymnasium's ``VectorEnv._add_info``).
+    boolean ``_key`` mask per key, Gymnasium's vector format: keys, their order, dtypes and values
+    are those that ``VectorEnv._add_info`` makes of the sub-envs' info dicts (a ``SyncVectorEnv``'s),
+    but a step's infos are batched from the episode core's columns without a dict per sub-env.
+    Every observation and info array returned is new; no later step writes into it.
 
     Sub-env ``i`` is seeded ``seed + i`` by ``reset(seed=seed)`` (a list gives one seed each), like
     ``gymnasium.vector.SyncVectorEnv``; observations, rewards, terminations, truncations and infos
@@ -85,7 +87,7 @@ class SamPromptVectorEnv(VectorEnv):
 
     Attributes:
         envs: The sub-envs (each one an ordinary ``SamPromptEnv``: ``episode_view()``, ``action_masks()``).
-        infos_per_env: The last reset's or step's info of each sub-env, as dicts.
+        infos_per_env: The last reset's or step's info of each sub-env, as dicts (built when read).
         final: For ``"same_step"``: ``(final observation, final info)`` of the sub-envs reset in the
             last step, ``None`` for the others.
     """
@@ -120,7 +122,8 @@ class SamPromptVectorEnv(VectorEnv):
         self.single_action_space = first.action_space
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
-        self.infos_per_env: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
+        #: Per sub-env, where its last info is: ``(reset info dict, -1)`` or ``(step infos, row in them)``.
+        self._info_of: list[tuple[Any, int]] = [({}, -1)] * self.num_envs
         self.final: list[tuple[Obs, dict[str, Any]] | None] = [None] * self.num_envs
         self._autoreset = np.zeros(self.num_envs, dtype=bool)
 
@@ -143,7 +146,7 @@ class SamPromptVectorEnv(VectorEnv):
             # VectorEnv.reset would seed its own generator from ``seed`` (which may be a list here):
             # drop it instead, so that no generator from before the seeding survives it.
             self._np_random, self._np_random_seed = None, None
-        return obs, self._vector_info(self.infos_per_env)
+        return obs, self._merge_infos(self._current_parts())
 
     def step(self, actions: Any) -> tuple[Obs, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """Step every sub-env with one batched decoder call (see the class docstring for autoreset).
@@ -174,29 +177,27 @@ class SamPromptVectorEnv(VectorEnv):
                     raise core.live_error(i)  # type: ignore[misc]
         resetting = np.flatnonzero(self._autoreset)
         new = [self.envs[i].draw_episode() for i in resetting.tolist()]
-        requests: list[DecodeRequest | None] = [None] * n
-        for i, request in zip(resetting.tolist(), core.start_requests(new), strict=True):
-            requests[i] = request
+        batches = [core.start_requests(resetting, new)]
         clicks = None
         if len(stepping):
             clicks, step_requests = core.prepare_clicks(
                 stepping, None if split is None else [split[i] for i in stepping.tolist()],
                 cells=None if cells is None else cells[stepping])
-            for i, request in zip(stepping.tolist(), step_requests, strict=True):
-                requests[i] = request
-        predictions = self.decode(requests)
+            batches.append(step_requests)
+        predictions = self._decode_batches(batches)
         rewards = np.zeros(n, dtype=np.float64)
         terminations = np.zeros(n, dtype=bool)
         truncations = np.zeros(n, dtype=bool)
+        parts: list[tuple[np.ndarray, Any]] = []
         if len(resetting):
-            infos = core.finish_start(resetting, new, [predictions[i] for i in resetting.tolist()])
-            for i, info in zip(resetting.tolist(), infos, strict=True):
-                self.infos_per_env[i] = info
+            infos = core.finish_start(resetting, new, predictions[0])
+            self._set_infos(resetting, infos)
+            parts.append((resetting, infos))
         if clicks is not None:
-            rewards[stepping], terminations[stepping], truncations[stepping], infos = core.finish_clicks(
-                clicks, [predictions[i] for i in stepping.tolist()])
-            for i, info in zip(stepping.tolist(), infos, strict=True):
-                self.infos_per_env[i] = info
+            rewards[stepping], terminations[stepping], truncations[stepping], step_infos = core.finish_clicks(
+                clicks, predictions[1])
+            self._set_infos(stepping, step_infos)
+            parts.append((stepping, step_infos))
         obs = core.observe(self._all)
         self.final = [None] * n
         done = terminations | truncations
@@ -205,12 +206,13 @@ class SamPromptVectorEnv(VectorEnv):
         elif done.any():
             indices = np.flatnonzero(done)
             for i in indices.tolist():
-                self.final[i] = ({key: value[i].copy() for key, value in obs.items()}, self.infos_per_env[i])
+                self.final[i] = ({key: value[i].copy() for key, value in obs.items()}, self._info(i))
             nones: list[Any] = [None] * len(indices)
             first = self.reset_envs(indices, nones, nones)
             for key in obs:
                 obs[key][indices] = first[key]
-        vector_info = self._vector_info(self.infos_per_env)
+            parts = self._current_parts()
+        vector_info = self._merge_infos(parts)
         if self.autoreset_mode == AutoresetMode.SAME_STEP and done.any():
             for i in np.flatnonzero(done).tolist():
                 final_obs, final_info = self.final[i]
@@ -270,30 +272,31 @@ class SamPromptVectorEnv(VectorEnv):
             env.close()
 
     # ------------------------------------------------------------------ batched halves
-    def decode(self, requests: Sequence[DecodeRequest | None]) -> list[Prediction | None]:
-        """Run all sub-envs' decoder requests as one ``decode_batch`` call per ``multimask`` value.
+    def _decode_batches(self, batches: Sequence[DecodeBatch]) -> list[list[Prediction | None]]:
+        """Decode the needed entries of ``batches`` together: one ``decode_batch`` call per ``multimask`` value.
 
-        Args:
-            requests: One entry per sub-env, ``None`` where no decode is needed.
-
-        Returns:
-            The predictions, aligned with ``requests`` (``None`` where the request was ``None``).
+        Items go to the backend in the order of their rows (sub-env index), as one request list per
+        sub-env would; the predictions come back aligned with each batch's entries (``None`` where
+        no decode was needed).
         """
-        out: list[Prediction | None] = [None] * len(requests)
-        for multimask in (False, True):
-            idx = [i for i, r in enumerate(requests) if r is not None and r.multimask == multimask]
-            if not idx:
+        out: list[list[Prediction | None]] = [[None] * len(b.rows) for b in batches]
+        owner = np.concatenate([np.full(len(b.rows), j, dtype=np.int64) for j, b in enumerate(batches)])
+        local = np.concatenate([np.arange(len(b.rows)) for b in batches])
+        rows = np.concatenate([b.rows for b in batches])
+        needed = np.concatenate([b.needed for b in batches])
+        multimask = np.concatenate([b.multimask for b in batches])
+        for flag in (False, True):
+            picked = np.flatnonzero(needed & (multimask == flag))
+            if not len(picked):
                 continue
-            batch = [requests[i] for i in idx]
+            picked = picked[np.argsort(rows[picked], kind="stable")]
+            items = list(zip(owner[picked].tolist(), local[picked].tolist(), strict=True))
             predictions = self.backend.decode_batch(
-                [r.embedding for r in batch],  # type: ignore[union-attr]
-                [r.points for r in batch],  # type: ignore[union-attr]
-                [r.labels for r in batch],  # type: ignore[union-attr]
-                [r.mask_input for r in batch],  # type: ignore[union-attr]
-                multimask=multimask,
-            )
-            for i, prediction in zip(idx, predictions, strict=True):
-                out[i] = prediction
+                [batches[j].embeddings[k] for j, k in items], [batches[j].points[k] for j, k in items],
+                [batches[j].labels[k] for j, k in items], [batches[j].mask_inputs[k] for j, k in items],
+                multimask=flag)
+            for (j, k), prediction in zip(items, predictions, strict=True):
+                out[j][k] = prediction
         return out
 
     def reset_envs(
@@ -325,11 +328,104 @@ class SamPromptVectorEnv(VectorEnv):
                 self.envs[i].check_reset(seed=s, options=o)
         new = [self.envs[i].draw_episode(seed=s, options=o) for i, s, o in zip(rows.tolist(), seeds, options,
                                                                                 strict=True)]
-        infos = self.core.finish_start(rows, new, self.decode(self.core.start_requests(new)))
-        for i, info in zip(rows.tolist(), infos, strict=True):
-            self.infos_per_env[i] = info
+        (predictions,) = self._decode_batches([self.core.start_requests(rows, new)])
+        self._set_infos(rows, self.core.finish_start(rows, new, predictions))
         self._autoreset[rows] = False
         return self.core.observe(rows)
+
+    # ------------------------------------------------------------------ infos
+    @property
+    def infos_per_env(self) -> list[dict[str, Any]]:
+        """The last reset's or step's info of each sub-env, as a dict per sub-env (built on each read)."""
+        return [self._info(i) for i in range(self.num_envs)]
+
+    def _info(self, i: int) -> dict[str, Any]:
+        source, k = self._info_of[i]
+        return source.row(k) if isinstance(source, StepInfos) else source
+
+    def _set_infos(self, rows: np.ndarray, infos: StepInfos | Sequence[dict[str, Any]]) -> None:
+        """Record ``infos`` (entry ``k`` for sub-env ``rows[k]``) as the sub-envs' last infos."""
+        of = self._info_of
+        if isinstance(infos, StepInfos):
+            for k, i in enumerate(rows.tolist()):
+                of[i] = (infos, k)
+        else:
+            for i, info in zip(rows.tolist(), infos, strict=True):
+                of[i] = (info, -1)
+
+    def _current_parts(self) -> list[tuple[np.ndarray, Any]]:
+        """The sub-envs' last infos as ``(sub-envs, their infos)`` parts: a dict list, or a step's columns."""
+        groups: dict[int, tuple[Any, list[int], list[int]]] = {}
+        dicts: list[int] = []
+        for i, (source, k) in enumerate(self._info_of):
+            if isinstance(source, StepInfos):
+                groups.setdefault(id(source), (source, [], []))[1].append(i)
+                groups[id(source)][2].append(k)
+            else:
+                dicts.append(i)
+        parts: list[tuple[np.ndarray, Any]] = []
+        if dicts:
+            parts.append((np.array(dicts, dtype=np.int64), [self._info_of[i][0] for i in dicts]))
+        for source, envs, ks in groups.values():
+            parts.append((np.array(envs, dtype=np.int64), _take(source, np.array(ks, dtype=np.int64))))
+        return parts
+
+    def _merge_infos(self, parts: Sequence[tuple[np.ndarray, Any]]) -> dict[str, Any]:
+        """Gymnasium's vector info (``_add_info`` over the sub-envs in order) of ``parts``, columns kept as arrays.
+
+        Each part is ``(sub-envs, infos)``: a list of info dicts (resets), or a :class:`StepInfos`
+        whose columns are written with one array assignment per key. Keys come in the order of their
+        first sub-env, a new key's array takes the type of that sub-env's value, as ``_add_info``
+        decides it.
+        """
+        n = self.num_envs
+        dict_parts = [(envs, infos) for envs, infos in parts if not isinstance(infos, StepInfos)]
+        if not any(isinstance(infos, StepInfos) for _, infos in parts) or any(
+                key == "final_obs" or isinstance(value, dict)
+                for _, infos in dict_parts for info in infos for key, value in info.items()):
+            rows = {i: info for envs, infos in parts for i, info in zip(envs.tolist(), _dicts(infos), strict=True)}
+            vector_info: dict[str, Any] = {}
+            for i in sorted(rows):
+                vector_info = self._add_info(vector_info, rows[i], i)
+            return vector_info
+        # key -> (first sub-env, position in its dict, its value); pieces: key -> [(sub-envs, values or None)]
+        first: dict[str, tuple[int, int, Any]] = {}
+        pieces: dict[str, list[tuple[np.ndarray, Any]]] = {}
+        for envs, infos in parts:
+            if isinstance(infos, StepInfos):
+                for position, (key, column) in enumerate(infos.values.items()):
+                    mask = infos.present.get(key)
+                    at = envs if mask is None else envs[mask]
+                    if not len(at):
+                        continue
+                    values = column if mask is None else column[mask]
+                    j = int(np.argmin(at))
+                    kind = infos.kinds[key]
+                    head = values[j] if kind is None else kind(values[j])
+                    if key not in first or (int(at[j]), position) < first[key][:2]:
+                        first[key] = (int(at[j]), position, head)
+                    pieces.setdefault(key, []).append((at, values))
+            else:
+                for i, info in zip(envs.tolist(), infos, strict=True):
+                    for position, (key, value) in enumerate(info.items()):
+                        if key not in first or (i, position) < first[key][:2]:
+                            first[key] = (i, position, value)
+                        pieces.setdefault(key, []).append((np.array([i]), _one(value)))
+        vector_info = {}
+        for key in sorted(first, key=lambda name: first[name][:2]):
+            head = first[key][2]
+            if type(head) in (int, float, bool) or issubclass(type(head), np.number):
+                array = np.zeros(n, dtype=type(head))
+            elif isinstance(head, np.ndarray):
+                array = np.zeros((n, *head.shape), dtype=head.dtype)
+            else:
+                array = np.full(n, fill_value=None, dtype=object)
+            present = np.zeros(n, dtype=np.bool_)
+            for at, values in pieces[key]:
+                array[at] = values
+                present[at] = True
+            vector_info[key], vector_info[f"_{key}"] = array, present
+        return vector_info
 
     # ------------------------------------------------------------------ helpers
     def _seeds(self, seed: Any) -> list[Any]:
@@ -354,14 +450,32 @@ class SamPromptVectorEnv(VectorEnv):
             raise ValueError(f"Expected a batch of {self.num_envs} actions (leading axis), got shape {arr.shape}")
         return list(arr)
 
-    def _vector_info(self, infos: Sequence[dict[str, Any]]) -> dict[str, Any]:
-        vector_info: dict[str, Any] = {}
-        for i, info in enumerate(infos):
-            vector_info = self._add_info(vector_info, info, i)
-        return vector_info
-
     def __repr__(self) -> str:
         return f"SamPromptVectorEnv(num_envs={self.num_envs}, {self.envs[0]!r})"
+
+
+def _one(value: Any) -> np.ndarray:
+    """``value`` as a one-element array for ``array[[i]] = ...`` (an object array unless a number or an array)."""
+    if isinstance(value, np.ndarray):
+        return value[None]
+    if type(value) in (int, float, bool) or isinstance(value, np.number):
+        return np.array([value])
+    out = np.empty(1, dtype=object)
+    out[0] = value
+    return out
+
+
+def _take(infos: StepInfos, ks: np.ndarray) -> StepInfos:
+    """The rows ``ks`` of ``infos`` (all of them, in order: ``infos`` itself)."""
+    if len(ks) == len(infos) and (ks == np.arange(len(infos))).all():
+        return infos
+    present = {key: None if mask is None else mask[ks] for key, mask in infos.present.items()}
+    return StepInfos(len(ks), {key: column[ks] for key, column in infos.values.items()}, present)
+
+
+def _dicts(infos: StepInfos | Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The info dicts of a part."""
+    return [infos.row(k) for k in range(len(infos))] if isinstance(infos, StepInfos) else list(infos)
 
 
 @contextmanager
