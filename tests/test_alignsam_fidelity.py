@@ -238,3 +238,15 @@ def test_experiment_trains_on_one_dataset_and_evaluates_on_another(tmp_path: Pat
         assert {"miou_init", "label_accuracy", "hit_rate", "miou_final"} <= set(summary[condition])
     assert np.isfinite(summary["state only (eq. 4)"]["miou_final"][0])
     assert "state only (eq. 4)" in (out / "results.md").read_text()
+
+
+def test_experiment_preset_paper_keeps_the_papers_training_budget(tmp_path: Path) -> None:
+    from agents.alignsam.experiments import DEFAULT_TIMESTEPS, _parse, _train_config
+
+    def timesteps(*argv: str) -> int:
+        args = _parse([*argv, "--out", str(tmp_path)])
+        return int(_train_config(args, "synthetic-multi", {}, 0, tmp_path / "seed0").timesteps)
+
+    assert timesteps("--preset", "paper") == 50 * 15  # E = 50 episodes of T = 15 clicks
+    assert timesteps("--preset", "paper", "--timesteps", "300") == 300
+    assert timesteps() == DEFAULT_TIMESTEPS

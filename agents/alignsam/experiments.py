@@ -66,6 +66,9 @@ from sam_gym import reporting
 __all__ = ["CONDITIONS", "evaluate_run", "main", "summarize"]
 
 #: Condition name -> what it is, for the table.
+#: Training steps per seed without ``--timesteps`` (``--preset paper`` keeps the paper's own budget).
+DEFAULT_TIMESTEPS = 8000
+
 CONDITIONS: dict[str, str] = {
     "alignsam": "AlignSAM: agent + SRM labels + SRM initial prompts",
     "w/o RL": "random patches + SRM labels + SRM initial prompts",
@@ -270,7 +273,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--text", default="", help="text prompt of the explicit SRM")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds")
     parser.add_argument("--eval-seeds", type=int, nargs="+", default=[0], help="reset seeds of the evaluation")
-    parser.add_argument("--timesteps", type=int, default=8000, help="training steps per seed")
+    parser.add_argument("--timesteps", type=int, default=None,
+                        help="training steps per seed (default: 8000; --preset paper: the paper's E = 50 episodes)")
     parser.add_argument("--n-train", type=int, default=50, help="training samples (the rest is held out)")
     parser.add_argument("--max-eval", type=int, default=None, help="evaluate on the first N held-out samples only")
     parser.add_argument("--n-steps", type=int, default=None,
@@ -311,7 +315,9 @@ def _train_config(args: argparse.Namespace, train_dataset: str, dataset_kwargs: 
         given["share_features_extractor"] = False
     given.update(dataset=train_dataset, dataset_kwargs=dataset_kwargs, backend=args.backend,
                  checkpoint=args.checkpoint, srm=args.srm, text=args.text, n_train=args.n_train,
-                 timesteps=args.timesteps, seed=seed, out=str(run_dir), progress_bar=False, **fields)
+                 seed=seed, out=str(run_dir), progress_bar=False, **fields)
+    if args.timesteps is not None or not args.preset:
+        given["timesteps"] = args.timesteps or DEFAULT_TIMESTEPS
     if args.n_steps:
         n_envs = 1 if args.preset == "paper" else TrainConfig.n_envs
         given.setdefault("batch_size", min(TrainConfig.batch_size, args.n_steps * n_envs))
