@@ -215,21 +215,31 @@ def _resolve_filesystem(uri: str) -> tuple[Any, str]:
 
 
 def _key_batch(batch: dict[str, np.ndarray], dataset: Any, store: EntryStore) -> dict[str, np.ndarray]:
-    """Key step (a Ray Data task): each sample's cache key and whether a valid entry holds it."""
-    keys, states = [], []
+    """Key step (a Ray Data task): each sample's cache key, and whether a valid entry holds it.
+
+    A sample that cannot be read gives its error in the ``error`` column (Ray Data would pass
+    on only the text of a raised exception, with the remote traceback, not the exception).
+    """
+    keys, states, errors = [], [], []
     for index in batch["id"]:
-        key = cache_key(dataset[int(index)].image, store.model_id)
-        data = store.read(key)
-        state = _MISSING
-        if data is not None:
-            try:
-                parse_entry(data, key, store.model_id)
-                state = _VALID
-            except ValueError as exc:
-                state = f"invalid ({exc})"
+        key, state, error = "", _MISSING, ""
+        try:
+            key = cache_key(dataset[int(index)].image, store.model_id)
+            data = store.read(key)
+        except (OSError, ValueError) as exc:
+            error = str(exc) or type(exc).__name__
+        else:
+            if data is not None:
+                try:
+                    parse_entry(data, key, store.model_id)
+                    state = _VALID
+                except ValueError as exc:
+                    state = f"invalid ({exc})"
         keys.append(key)
         states.append(state)
-    return {"index": np.asarray(batch["id"], dtype=np.int64), "key": np.asarray(keys), "state": np.asarray(states)}
+        errors.append(error)
+    return {"index": np.asarray(batch["id"], dtype=np.int64), "key": np.asarray(keys), "state": np.asarray(states),
+            "error": np.asarray(errors)}
 
 
 class EncoderActor:
@@ -255,12 +265,18 @@ class EncoderActor:
                              f"{self.backend.model_id!r} (random weights differ in every process: use a weights file)")
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Encode and store the images of ``batch`` (columns ``index``, ``key``); return the keys written."""
+        """Encode and store the images of ``batch`` (columns ``index``, ``key``); ``error`` says which failed."""
+        errors = []
         for index, key in zip(batch["index"], batch["key"], strict=True):
-            embedding = self.backend.encode(self.dataset[int(index)].image)
-            arrays = self.backend.embedding_to_arrays(embedding)
-            self.store.write(str(key), entry_bytes(str(key), self.store.model_id, arrays))
-        return {"key": np.asarray(batch["key"])}
+            try:
+                embedding = self.backend.encode(self.dataset[int(index)].image)
+                arrays = self.backend.embedding_to_arrays(embedding)
+                self.store.write(str(key), entry_bytes(str(key), self.store.model_id, arrays))
+            except (OSError, ValueError) as exc:  # returned, as in the key step, to reach the driver whole
+                errors.append(str(exc) or type(exc).__name__)
+            else:
+                errors.append("")
+        return {"index": np.asarray(batch["index"]), "key": np.asarray(batch["key"]), "error": np.asarray(errors)}
 
 
 def _probe(backend: Mapping[str, Any]) -> tuple[str, str]:
@@ -296,19 +312,15 @@ class RayCacheReport:
     gpus_per_actor: float
 
 
-def _user_error(exc: BaseException) -> BaseException | None:
-    """The user-fixable error (ValueError, ImportError, FileNotFoundError) inside a Ray task's error, if any."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        cause = getattr(current, "cause", None)  # RayTaskError keeps the task's exception here
-        inner = cause if isinstance(cause, BaseException) else current.__cause__
-        if type(current).__module__.split(".")[0] != "ray" and isinstance(
-                current, (ValueError, ImportError, FileNotFoundError)):
-            return current
-        current = inner
-    return None
+def _raise_row_error(rows: list[dict[str, Any]], dataset: Any, step: str) -> None:
+    """Raise the first error that the rows of a step report, naming the sample."""
+    from sam_gym.data.base import sample_source
+
+    failed = sorted((int(row["index"]), str(row["error"])) for row in rows if str(row["error"]))
+    if failed:
+        index, error = failed[0]
+        raise ValueError(f"{error} ({step} of sample {index}, {sample_source(dataset, index)}; "
+                         f"{len(failed)} sample(s) failed)")
 
 
 def _wants_gpu(backend: Mapping[str, Any], resources: Mapping[str, float]) -> bool:
@@ -357,33 +369,33 @@ def precompute(dataset: Any, backend: Mapping[str, Any], cache_dir: str, *, num_
     gpus = 1.0 if uses_gpu else 0.0
     try:
         model_id, description = ray.get(ray.remote(num_cpus=1, num_gpus=gpus)(_probe).remote(dict(backend)))
-        store = EntryStore(str(cache_dir), model_id)
-        store.check_writable()
-        keyed = ray.data.range(len(dataset)).map_batches(
-            _key_batch, fn_kwargs={"dataset": dataset, "store": store}, batch_size=batch_size).take_all()
-        first: dict[str, tuple[int, str]] = {}
-        for row in sorted(keyed, key=lambda r: int(r["index"])):
-            first.setdefault(str(row["key"]), (int(row["index"]), str(row["state"])))
-        todo = [(index, key) for key, (index, state) in first.items() if state != _VALID]
-        repaired = 0
-        for key, (_, state) in first.items():
-            if state not in (_VALID, _MISSING):
-                repaired += 1
-                warnings.warn(f"Embedding cache entry {store.location}/{key}.npz is {state}; recomputing it",
-                              stacklevel=2)
-        actors = 0
-        if todo:
-            actors = min(num_actors or max(1, int(resources.get("GPU" if uses_gpu else "CPU", 1))), len(todo))
-            items = [{"index": index, "key": key} for index, key in todo]
-            written = ray.data.from_items(items).map_batches(
-                EncoderActor, fn_constructor_kwargs={"dataset": dataset, "backend": dict(backend), "store": store},
-                batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=gpus).take_all()
-            if sorted(str(row["key"]) for row in written) != sorted(key for _, key in todo):
-                raise RuntimeError("Expected the encoder actors to write every missing entry, some are missing")
-    except Exception as exc:
-        user = _user_error(exc)
-        if user is None or user is exc:
-            raise
-        raise user from None  # the task's own one-line error, not Ray's wrapper with the remote traceback
+    except ray.exceptions.RayTaskError as exc:
+        if isinstance(exc.cause, (ValueError, ImportError, FileNotFoundError)):
+            raise exc.cause from None  # the backend's own one-line error, not Ray's wrapper with the remote traceback
+        raise
+    store = EntryStore(str(cache_dir), model_id)
+    store.check_writable()
+    keyed = ray.data.range(len(dataset)).map_batches(
+        _key_batch, fn_kwargs={"dataset": dataset, "store": store}, batch_size=batch_size).take_all()
+    _raise_row_error(keyed, dataset, "reading")
+    first: dict[str, tuple[int, str]] = {}
+    for row in sorted(keyed, key=lambda r: int(r["index"])):
+        first.setdefault(str(row["key"]), (int(row["index"]), str(row["state"])))
+    todo = [(index, key) for key, (index, state) in first.items() if state != _VALID]
+    repaired = 0
+    for key, (_, state) in first.items():
+        if state not in (_VALID, _MISSING):
+            repaired += 1
+            warnings.warn(f"Embedding cache entry {store.location}/{key}.npz is {state}; recomputing it", stacklevel=2)
+    actors = 0
+    if todo:
+        actors = min(num_actors or max(1, int(resources.get("GPU" if uses_gpu else "CPU", 1))), len(todo))
+        items = [{"index": index, "key": key} for index, key in todo]
+        written = ray.data.from_items(items).map_batches(
+            EncoderActor, fn_constructor_kwargs={"dataset": dataset, "backend": dict(backend), "store": store},
+            batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=gpus).take_all()
+        _raise_row_error(written, dataset, "encoding")
+        if sorted(str(row["key"]) for row in written) != sorted(key for _, key in todo):
+            raise RuntimeError("Expected the encoder actors to write every missing entry, some are missing")
     return RayCacheReport(images=len(first), encoded=len(todo), cached=len(first) - len(todo), repaired=repaired,
                           folder=store.location, description=description, actors=actors, gpus_per_actor=gpus)

@@ -90,10 +90,10 @@ def _run_ray(args: argparse.Namespace) -> int:
                          "differ in every process, so the actors' embeddings would not match their key")
     dataset = dataset_from_args(args)
     check_cache_dir(str(args.cache_dir))
+    if args.address is not None:
+        check_address(args.address)
     started = not ray.is_initialized()
     if started:
-        if args.address is not None:
-            check_address(args.address)
         ray.init(address=args.address)
     elif args.address is not None:
         raise ValueError(f"Expected no --address when Ray is already initialised in this process, got {args.address}")
