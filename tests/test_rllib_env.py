@@ -72,3 +72,18 @@ def test_register_without_ray_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray.tune", None)
     with pytest.raises(ImportError, match=r'pip install "sam-gym\[ray\]"'):
         register()
+
+
+def test_the_ray_modules_import_no_ray():
+    import subprocess
+    from pathlib import Path
+
+    import sam_gym
+
+    code = ("import sys\nimport sam_gym, sam_gym.ray_cache, sam_gym.rllib_env, sam_gym.commands.cache\n"
+            "env = sam_gym.rllib_env.make_env({'max_clicks': 2})\nenv.reset(seed=0)\nenv.step(0)\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'ray', 'pyarrow', 'torch'}))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            cwd=Path(sam_gym.__file__).resolve().parents[1])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
