@@ -134,7 +134,7 @@ class ActionMaskObservation(gym.ObservationWrapper[dict[str, Any], Any, dict[str
         return info if self.info_key is None else {**info, self.info_key: mask.copy()}
 
 
-class RLlibActionMask(gym.ObservationWrapper[dict[str, np.ndarray], Any, dict[str, Any]],
+class RLlibActionMask(gym.ObservationWrapper[dict[str, Any], Any, dict[str, Any]],
                       gym.utils.RecordConstructorArgs):
     """The observation of RLlib's action-masking RLModule: ``{"action_mask", "observations"}``.
 
@@ -161,7 +161,8 @@ class RLlibActionMask(gym.ObservationWrapper[dict[str, np.ndarray], Any, dict[st
             ``action_masks()`` method (every ``SamPrompt`` env in a patch action mode).
 
     Raises:
-        TypeError: When the observation space is not a ``Dict``, or the env has no ``action_masks``.
+        TypeError: When the observation space is not a ``Dict`` of fixed-size entries, or the env
+            has no ``action_masks``.
         ValueError: When the action space has no discrete actions (see :func:`action_mask_space`).
     """
 
@@ -178,6 +179,8 @@ class RLlibActionMask(gym.ObservationWrapper[dict[str, np.ndarray], Any, dict[st
                             f"got {env}") from None
         mask = action_mask_space(env.action_space)
         flat = spaces.flatten_space(space)
+        if not isinstance(flat, spaces.Box):  # a Sequence or Graph entry has no fixed size
+            raise TypeError(f"Expected a Dict observation space of fixed-size entries, got {space}")
         self._env_space = space
         self.observation_space = spaces.Dict({
             MASK_KEY: spaces.Box(0.0, 1.0, shape=mask.shape, dtype=np.float32),
