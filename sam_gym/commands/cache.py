@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 from sam_gym.commands.common import (
     add_backend_arguments,
@@ -88,6 +89,10 @@ def _run_ray(args: argparse.Namespace) -> int:
     if backend_entry(args.backend).checkpoint and args.checkpoint == "random":
         raise ValueError("Expected a weights file or auto as --checkpoint with --ray, got random: random weights "
                          "differ in every process, so the actors' embeddings would not match their key")
+    for name in ("dataset", "image_dir", "cache_dir"):  # the same absolute path on every node of a cluster
+        value = getattr(args, name, None)
+        if value and "://" not in str(value) and (name == "cache_dir" or Path(value).expanduser().exists()):
+            setattr(args, name, str(Path(value).expanduser().resolve()))
     dataset = dataset_from_args(args)
     check_cache_dir(str(args.cache_dir))
     if args.address is not None:
