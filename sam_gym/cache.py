@@ -13,27 +13,34 @@ entry. Two levels:
   the arrays). A corrupt or mismatched entry is recomputed with a warning, never a crash. The
   backend's ``embedding_from_arrays`` puts an entry read from disk straight onto its device, in its
   dtype (``sam-gym cache`` precomputes the store).
+
+An entry's bytes depend only on its key, model id and arrays (:func:`entry_bytes`: an ``.npz`` with
+fixed zip timestamps), so every writer, this cache or ``sam-gym cache --ray``'s encoder actors
+(:mod:`sam_gym.ray_cache`), writes the same file for the same image; :func:`cache_key`,
+:func:`model_folder` and :func:`parse_entry` are the key, the folder and the check they share.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import re
 import warnings
+import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from sam_gym.atomic import atomic_write
+from sam_gym.atomic import atomic_write_bytes
 from sam_gym.backends.base import Embedding, PromptableSegmenter, validate_image
 from sam_gym.data.hashing import image_hash
 
-__all__ = ["DEFAULT_MAX_BYTES", "CacheStats", "EmbeddingCache", "embedding_nbytes"]
+__all__ = ["DEFAULT_MAX_BYTES", "CacheStats", "EmbeddingCache", "cache_key", "embedding_nbytes", "entry_bytes",
+           "model_folder", "parse_entry"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +71,65 @@ def _arrays_digest(arrays: dict[str, np.ndarray]) -> str:
         h.update(f"{name}|{arr.shape}|{arr.dtype}|".encode())
         h.update(arr.data)
     return h.hexdigest()
+
+
+def cache_key(image: np.ndarray, model_id: str) -> str:
+    """The cache key of an ``(H, W, 3)`` uint8 image for a backend's ``model_id`` (40 hex digits)."""
+    return hashlib.sha256(f"{image_hash(image)}|{model_id}".encode()).hexdigest()[:40]
+
+
+def model_folder(model_id: str) -> str:
+    """The name of the store's sub-folder for a backend's ``model_id`` (safe on every filesystem)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", model_id)[:120]
+
+
+#: Timestamp of every member of an entry's zip (the earliest zip allows), so that its bytes depend on content only.
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+def entry_bytes(key: str, model_id: str, arrays: dict[str, np.ndarray]) -> bytes:
+    """The bytes of an on-disk entry: an ``.npz`` of ``arrays`` plus ``__meta__`` (version, key, model id, sha256).
+
+    The layout is ``np.savez``'s (one uncompressed ``NAME.npy`` member per array, ``__meta__`` first,
+    then ``arrays`` in order), read back with ``np.load``; unlike ``np.savez`` the members carry a
+    fixed timestamp, so the same arrays always give the same bytes, whoever writes them.
+
+    Args:
+        key: The entry's :func:`cache_key`.
+        model_id: The backend's ``model_id``.
+        arrays: ``backend.embedding_to_arrays(embedding)``.
+    """
+    meta = {"version": _FORMAT_VERSION, "key": key, "model_id": model_id, "sha256": _arrays_digest(arrays)}
+    members = {"__meta__": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays}
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for name, value in members.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_TIME)
+            with archive.open(info, "w", force_zip64=True) as member:  # force_zip64 as np.savez (numpy gh-10776)
+                np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def parse_entry(data: bytes, key: str, model_id: str) -> dict[str, np.ndarray]:
+    """The arrays of an entry's bytes, after checking its format version, key, model id and checksum.
+
+    Raises:
+        ValueError: Naming the problem, if the bytes are not a valid entry of ``key`` for ``model_id``.
+    """
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+        meta = json.loads(arrays.pop("__meta__").tobytes().decode())
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is reported the same way
+        raise ValueError(f"{type(exc).__name__}: {exc}") from exc
+    if not isinstance(meta, dict) or meta.get("version") != _FORMAT_VERSION:
+        version = meta.get("version") if isinstance(meta, dict) else None
+        raise ValueError(f"format version {version} != {_FORMAT_VERSION}")
+    if meta.get("key") != key or meta.get("model_id") != model_id:
+        raise ValueError("key or model id mismatch")
+    if meta.get("sha256") != _arrays_digest(arrays):
+        raise ValueError("checksum mismatch")
+    return arrays
 
 
 @dataclass
@@ -125,8 +191,7 @@ class EmbeddingCache:
         self._nbytes = 0
         self.directory: Path | None = None
         if cache_dir is not None:
-            safe_model = re.sub(r"[^A-Za-z0-9._-]+", "_", backend.model_id)[:120]
-            self.directory = Path(cache_dir).expanduser() / safe_model
+            self.directory = Path(cache_dir).expanduser() / model_folder(backend.model_id)
             try:
                 self.directory.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
@@ -144,7 +209,7 @@ class EmbeddingCache:
 
     def key(self, image: np.ndarray) -> str:
         """Return the cache key of ``image`` for this cache's backend."""
-        return hashlib.sha256(f"{image_hash(image)}|{self.backend.model_id}".encode()).hexdigest()[:40]
+        return cache_key(image, self.backend.model_id)
 
     def contains(self, image: np.ndarray) -> bool:
         """Whether ``image`` is cached in memory or on disk (without loading it)."""
@@ -199,14 +264,10 @@ class EmbeddingCache:
         return self.directory / f"{key}.npz"
 
     def _write(self, key: str, embedding: Embedding) -> None:
-        arrays = self.backend.embedding_to_arrays(embedding)
-        meta = {"version": _FORMAT_VERSION, "key": key, "model_id": self.backend.model_id,
-                "sha256": _arrays_digest(arrays)}
         path = self._path(key)
-        meta_bytes = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+        data = entry_bytes(key, self.backend.model_id, self.backend.embedding_to_arrays(embedding))
         try:
-            payload: dict[str, Any] = {"__meta__": meta_bytes, **arrays}
-            atomic_write(path, lambda fh: np.savez(fh, **payload))
+            atomic_write_bytes(path, data)
         except OSError as exc:
             warnings.warn(f"Could not write the embedding cache entry {path}: {exc}", stacklevel=3)
 
@@ -215,20 +276,14 @@ class EmbeddingCache:
         if not path.is_file():
             return None
         try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {name: data[name] for name in data.files}
-            meta = json.loads(arrays.pop("__meta__").tobytes().decode())
-            problem = None
-            if meta.get("version") != _FORMAT_VERSION:
-                problem = f"format version {meta.get('version')} != {_FORMAT_VERSION}"
-            elif meta.get("key") != key or meta.get("model_id") != self.backend.model_id:
-                problem = "key or model id mismatch"
-            elif meta.get("sha256") != _arrays_digest(arrays):
-                problem = "checksum mismatch"
-            if problem is None:
+            arrays = parse_entry(path.read_bytes(), key, self.backend.model_id)
+        except (OSError, ValueError) as exc:
+            problem = str(exc)
+        else:
+            try:
                 return self.backend.embedding_from_arrays(arrays)
-        except Exception as exc:  # noqa: BLE001 - any unreadable file is recomputed, never fatal
-            problem = f"{type(exc).__name__}: {exc}"
+            except Exception as exc:  # noqa: BLE001 - arrays the backend refuses are recomputed, never fatal
+                problem = f"{type(exc).__name__}: {exc}"
         self.stats.corrupt += 1
         warnings.warn(f"Embedding cache entry {path} is invalid ({problem}); recomputing it", stacklevel=3)
         path.unlink(missing_ok=True)

@@ -7,6 +7,10 @@ examples, PettingZoo and TorchRL's ``ActionMask`` transform use) and in ``info["
 (Gymnasium's Taxi convention). ``SamPromptEnv(action_mask="obs" | "info" | "both")`` does the same
 inside the env, which a ``gym.make_vec`` batched env needs (it takes no wrappers).
 
+:class:`RLlibActionMask` gives RLlib's action-masking RLModule what it reads: an observation
+``{"action_mask": float32 mask, "observations": the env's observation flattened}`` (see
+:mod:`sam_gym.rllib_env` and ``docs/scaling.md``).
+
 The mask's layout is sb3-contrib's: for ``Discrete(n)`` ``n`` entries, for ``MultiDiscrete(nvec)``
 the ``sum(nvec)`` entries of each component in order; 1 = allowed. Its space is
 :func:`action_mask_space`.
@@ -20,10 +24,12 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-__all__ = ["MASK_KEY", "ActionMaskObservation", "action_mask_space"]
+__all__ = ["MASK_KEY", "OBSERVATIONS_KEY", "ActionMaskObservation", "RLlibActionMask", "action_mask_space"]
 
 #: The observation and info key of the action mask.
 MASK_KEY = "action_mask"
+#: The key of the (flattened) observation beside the mask, in RLlib's action-masking convention.
+OBSERVATIONS_KEY = "observations"
 
 
 def action_mask_space(action_space: spaces.Space[Any]) -> spaces.Box:
@@ -126,3 +132,64 @@ class ActionMaskObservation(gym.ObservationWrapper[dict[str, Any], Any, dict[str
 
     def _inform(self, info: dict[str, Any], mask: np.ndarray) -> dict[str, Any]:
         return info if self.info_key is None else {**info, self.info_key: mask.copy()}
+
+
+class RLlibActionMask(gym.ObservationWrapper[dict[str, Any], Any, dict[str, Any]],
+                      gym.utils.RecordConstructorArgs):
+    """The observation of RLlib's action-masking RLModule: ``{"action_mask", "observations"}``.
+
+    ``observations`` is the env's ``Dict`` observation flattened with ``gymnasium.spaces.flatten``
+    (keys in sorted order, each array row-major), as ``float32``; ``action_mask`` is the env's
+    ``action_masks()`` as ``float32`` (1.0 = allowed): RLlib's ``ActionMaskingTorchRLModule`` adds
+    ``log(mask)`` to the logits, which needs a float mask. Both are read after every ``reset`` and
+    ``step``, so the mask describes the actions valid for the next step.
+
+    Example:
+        >>> import gymnasium as gym
+        >>> import sam_gym
+        >>> from sam_gym.wrappers import RLlibActionMask
+        >>> env = RLlibActionMask(gym.make("SamPrompt-v0"))
+        >>> sorted(env.observation_space.spaces), env.observation_space["observations"].shape
+        (['action_mask', 'observations'], (5262,))
+        >>> obs, _ = env.reset(seed=0)
+        >>> obs, *_ = env.step(7)
+        >>> float(obs["action_mask"][7]), obs["observations"].dtype
+        (0.0, dtype('float32'))
+
+    Args:
+        env: An env with a ``Dict`` observation space, a discrete action space and an
+            ``action_masks()`` method (every ``SamPrompt`` env in a patch action mode).
+
+    Raises:
+        TypeError: When the observation space is not a ``Dict`` of fixed-size entries, or the env
+            has no ``action_masks``.
+        ValueError: When the action space has no discrete actions (see :func:`action_mask_space`).
+    """
+
+    def __init__(self, env: gym.Env[Any, Any]) -> None:
+        gym.utils.RecordConstructorArgs.__init__(self)
+        gym.ObservationWrapper.__init__(self, env)
+        space = env.observation_space
+        if not isinstance(space, spaces.Dict):
+            raise TypeError(f"Expected an env with a Dict observation space, got {space}")
+        try:
+            env.get_wrapper_attr("action_masks")
+        except AttributeError:
+            raise TypeError(f"Expected an env with an action_masks() method (sb3-contrib's convention), "
+                            f"got {env}") from None
+        mask = action_mask_space(env.action_space)
+        flat = spaces.flatten_space(space)
+        if not isinstance(flat, spaces.Box):  # a Sequence or Graph entry has no fixed size
+            raise TypeError(f"Expected a Dict observation space of fixed-size entries, got {space}")
+        self._env_space = space
+        self.observation_space = spaces.Dict({
+            MASK_KEY: spaces.Box(0.0, 1.0, shape=mask.shape, dtype=np.float32),
+            OBSERVATIONS_KEY: spaces.Box(flat.low.astype(np.float32), flat.high.astype(np.float32),
+                                         dtype=np.float32),
+        })
+
+    def observation(self, observation: dict[str, Any]) -> dict[str, np.ndarray]:
+        """The mask and the flattened ``observation``."""
+        mask = np.asarray(self.env.get_wrapper_attr("action_masks")(), dtype=np.float32)
+        flat = np.asarray(spaces.flatten(self._env_space, observation), dtype=np.float32)
+        return {MASK_KEY: mask, OBSERVATIONS_KEY: flat}

@@ -36,6 +36,8 @@ def test_examples_exist() -> None:
 def test_example_runs_tiny(script: Path, tmp_path: Path) -> None:
     if script.name == "real_sam_checkpoint.py":
         pytest.importorskip("torch")
+    if script.name == "train_rllib.py":
+        pytest.importorskip("ray.rllib")
     result = _run(script, "--tiny", cwd=tmp_path)
     assert result.returncode == 0, f"{script.name} --tiny failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     if script.name in ("evaluate_baselines.py", "custom_policy.py", "real_sam_checkpoint.py"):
@@ -45,6 +47,8 @@ def test_example_runs_tiny(script: Path, tmp_path: Path) -> None:
         assert "| mask-centre (custom)† |" in result.stdout and "NOT SAM" in result.stdout
     if script.name == "real_sam_checkpoint.py":
         assert "RANDOM" in result.stdout  # the loud note: random weights, meaningless numbers
+    if script.name == "train_rllib.py":
+        assert "masked actions chosen 0" in result.stdout and "NOT SAM" in result.stdout
 
 
 def test_real_sam_example_without_weights_fails_clearly(tmp_path: Path) -> None:

@@ -245,7 +245,7 @@ def space_to_json(space: Any) -> dict[str, Any]:
     if isinstance(space, spaces.Dict):
         return {"type": "Dict", "spaces": {key: space_to_json(sub) for key, sub in space.spaces.items()}}
     if isinstance(space, spaces.Box):
-        return {"type": "Box", "shape": list(space.shape), "dtype": space.dtype.name,
+        return {"type": "Box", "shape": list(space.shape), "dtype": np.dtype(space.dtype).name,
                 "low": _bound(space.low), "high": _bound(space.high)}
     if isinstance(space, spaces.Discrete):
         return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}

@@ -527,7 +527,8 @@ class SamPromptEnv(gym.Env[dict[str, Any], Any]):
             raise RuntimeError("Call reset() before episode_view()")
         return self._core.view(self._row)
 
-    def render(self) -> np.ndarray | None:
+    # gymnasium 1.2 (the release RLlib pins) types Env.render with its RenderFrame TypeVar; 1.4 does not
+    def render(self) -> np.ndarray | None:  # type: ignore[override, unused-ignore]
         """Return the image with the mask overlaid (blue) and the clicks (green +, red -) in ``rgb_array`` mode."""
         if self.render_mode is None:
             gym.logger.warn("render() called without a render_mode; pass render_mode='rgb_array' at creation")
