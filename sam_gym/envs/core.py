@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -478,7 +478,8 @@ class EpisodeCore:
         else:
             ids = rows.tolist()
             embeddings, logits = [s.embeddings[r] for r in ids], [s.logits[r] for r in ids]
-        states, masks = self.backend.observe_batch(embeddings, logits, env.pool_hw,
+        # observed rows have been reset, so each holds its image's embedding
+        states, masks = self.backend.observe_batch(cast("list[Embedding]", embeddings), logits, env.pool_hw,
                                                    (env.mask_obs_size, env.mask_obs_size))
         if self._scratch.shape[0] < n_rows or self._scratch.shape[1:] != masks.shape[1:]:
             self._scratch = np.empty((max(n_rows, s.n), *masks.shape[1:]), dtype=np.float32)

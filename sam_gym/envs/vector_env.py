@@ -267,8 +267,8 @@ class SamPromptVectorEnv(VectorEnv):
         return tuple(env.render() for env in self.envs)
 
     def close_extras(self, **kwargs: Any) -> None:
-        """Close the sub-envs."""
-        for env in self.envs:
+        """Close the sub-envs (none when the constructor refused its arguments)."""
+        for env in getattr(self, "envs", ()):
             env.close()
 
     # ------------------------------------------------------------------ batched halves
