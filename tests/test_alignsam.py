@@ -358,10 +358,10 @@ def test_experiments_tiny_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert cli([*argv, "--timesteps", "120"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "error: " in err and "timesteps: saved 100, given 120" in err
-    # without --ablate-inputs there is no state-only agent; the held-out samples are the run's (random) split's
+    # without --ablate-inputs there is no second agent; the held-out samples are the run's (random) split's
     from agents.alignsam.run_format import split_indices
 
-    conditions = set(CONDITIONS) - {"state only (eq. 4)"}
+    conditions = set(CONDITIONS) - {"state only (eq. 4)", "all inputs"}
     assert set(results["summary"]) == conditions | {SRM_MAP}
     assert results["held_out"] == split_indices(12, 8, "random", 0)[1][:2]
     for cond in conditions:

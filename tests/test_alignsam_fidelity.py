@@ -205,7 +205,8 @@ def test_run_records_inputs_and_old_runs_load_with_all_inputs(tmp_path: Path) ->
     assert AlignSAMPolicy.load(run, device="cpu").model.policy.features_extractor.inputs == ("state",)
     assert sorted(held_out_indices(info) + info["split"]["train"]) == list(range(6))
 
-    old = train(TrainConfig(**TINY, out=str(tmp_path / "old"), train_split="first", srm_q_per_action=False))
+    old = train(TrainConfig(**TINY, out=str(tmp_path / "old"), train_split="first", srm_q_per_action=False,
+                            inputs=ALL_INPUTS))
     path = old / "config.json"
     info = json.loads(path.read_text())
     for name in _ADDED_FIELDS:  # as written before these fields existed
@@ -233,11 +234,13 @@ def test_experiment_trains_on_one_dataset_and_evaluates_on_another(tmp_path: Pat
     results = json.loads((out / "results.json").read_text())
     assert results["train_dataset"] == "synthetic-shapes" and results["held_out"] == [0]
     summary = results["summary"]
-    assert {"alignsam", "w/o RL", "state only (eq. 4)"} <= set(summary)
+    # the runs read the eq. 4 state alone (the default), so the ablation's agent reads every key
+    assert {"alignsam", "w/o RL", "all inputs"} <= set(summary) and "state only (eq. 4)" not in summary
+    assert tuple(json.loads((out / "seed0-all-inputs" / "config.json").read_text())["config"]["inputs"]) == ALL_INPUTS
     for condition in ("alignsam", "w/o RL"):
         assert {"miou_init", "label_accuracy", "hit_rate", "miou_final"} <= set(summary[condition])
-    assert np.isfinite(summary["state only (eq. 4)"]["miou_final"][0])
-    assert "state only (eq. 4)" in (out / "results.md").read_text()
+    assert np.isfinite(summary["all inputs"]["miou_final"][0])
+    assert "all inputs" in (out / "results.md").read_text()
 
 
 def test_experiment_preset_paper_keeps_the_papers_training_budget(tmp_path: Path) -> None:

@@ -133,12 +133,13 @@ class TrainConfig:
     batch_size: int = 75
     """PPO minibatch (not given in the paper): 10 minibatches of a 750-step rollout (``preset("paper")``:
     the whole 15-step episode)."""
-    inputs: tuple[str, ...] = ALL_INPUTS
-    """Observation keys the agent reads, a subset of ``ALL_INPUTS`` that includes ``"state"``. The paper's
-    state (eq. 4) is ``("state",)`` (``preset("paper")``). The default also reads the previous ``mask``,
-    the ``clicks`` so far with their labels (oracle labels in training, SRM labels at evaluation: see
-    ``train_labels``) and the ``clicked`` patches: a deviation, kept as the configuration of the measured
-    results in ``docs/alignsam.md``; the ablation "state only" is in ``agents.alignsam.experiments``."""
+    inputs: tuple[str, ...] = ("state",)
+    """Observation keys the agent reads, a subset of ``ALL_INPUTS`` that includes ``"state"``. The default
+    is the paper's state (eq. 4) alone. ``ALL_INPUTS`` also reads the previous ``mask``, the ``clicks`` so
+    far with their labels (oracle labels in training, SRM labels at evaluation: see ``train_labels``) and
+    the ``clicked`` patches; it was the default until held-out real data showed no gain from it
+    (``docs/alignsam.md``, "Held-out real data"), and is ``agents.alignsam.experiments --ablate-inputs``'s
+    other agent."""
     train_labels: Literal["oracle", "srm"] = "oracle"
     """Labels of the training episodes' clicks (what SAM gets and what the ``clicks`` observation shows):
     ``"oracle"`` (the ground truth, the paper's training) or ``"srm"`` (the online SRM's labels, as at

@@ -18,8 +18,12 @@ condition                 locations                     labels / initial prompts
 ``single step``           the agent, first click only   SRM / SRM (paper: "w/o multi-step interaction")
 ``alignsam, GT init``     the agent (deterministic)     SRM / ground-truth pair (privileged, see below)
 ``w/o RL, GT init``       random patches                SRM / ground-truth pair (privileged)
-``state only (eq. 4)``    an agent that reads only      SRM / SRM (``--ablate-inputs``: a second agent
-                          ``state`` (deterministic)     per seed, trained with ``inputs=("state",)``)
+``state only (eq. 4)``    an agent that reads only      SRM / SRM (``--ablate-inputs`` when the runs read
+                          ``state`` (deterministic)     more than the state: a second agent per seed,
+                                                        trained with ``inputs=("state",)``)
+``all inputs``            an agent that reads every     SRM / SRM (``--ablate-inputs`` when the runs read
+                          observation key               the state alone, the default: a second agent per
+                                                        seed, trained with ``inputs=ALL_INPUTS``)
 ========================  ============================  ===============================================
 
 Metrics: foreground-hit rate (fraction of clicks on ground-truth foreground), mean IoU after the
@@ -65,10 +69,10 @@ from sam_gym import reporting
 
 __all__ = ["CONDITIONS", "evaluate_run", "main", "summarize"]
 
-#: Condition name -> what it is, for the table.
 #: Training steps per seed without ``--timesteps`` (``--preset paper`` keeps the paper's own budget).
 DEFAULT_TIMESTEPS = 8000
 
+#: Condition name -> what it is, for the table.
 CONDITIONS: dict[str, str] = {
     "alignsam": "AlignSAM: agent + SRM labels + SRM initial prompts",
     "w/o RL": "random patches + SRM labels + SRM initial prompts",
@@ -78,6 +82,8 @@ CONDITIONS: dict[str, str] = {
     "alignsam, GT init": "agent + SRM labels, initial pair from the ground truth (privileged: target given)",
     "w/o RL, GT init": "random patches + SRM labels, initial pair from the ground truth (privileged)",
     "state only (eq. 4)": "agent trained on the eq. 4 state alone + its SRM labels and initial prompts",
+    "all inputs": "agent trained on every observation key (state, mask, clicks, clicked) + its SRM labels and "
+                  "initial prompts",
 }
 
 
@@ -295,7 +301,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--separate-extractors", action="store_true",
                         help="actor and critic each get their own features extractor (the paper's separate networks)")
     parser.add_argument("--ablate-inputs", action="store_true",
-                        help="also train, per seed, an agent that reads only the eq. 4 state (condition 'state only')")
+                        help="also train, per seed, an agent with the other inputs: every observation key "
+                             "(condition 'all inputs') when the runs read the eq. 4 state alone (the default), "
+                             "else the state alone (condition 'state only (eq. 4)')")
     parser.add_argument("--out", required=True, help="folder of the runs and of results.json / results.md")
     return parser.parse_args(argv)
 
@@ -326,7 +334,7 @@ def _train_config(args: argparse.Namespace, train_dataset: str, dataset_kwargs: 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Train (or reuse) one run per seed, evaluate every condition, write and print the table."""
-    from agents.alignsam.config import TrainConfig
+    from agents.alignsam.config import ALL_INPUTS, TrainConfig
     from agents.alignsam.run_format import read_run_info
     from agents.alignsam.training import train_or_reuse
     from sam_gym.atomic import atomic_write_bytes
@@ -369,10 +377,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         start = time.perf_counter()
         per_seed[seed] = evaluate_run(run_dir, held_out, args.eval_seeds, dataset, cache)
         if args.ablate_inputs:
-            state_dir = out / f"seed{seed}-state-only"
-            train_or_reuse(_train_config(args, train_name, dataset_kwargs, seed, state_dir, inputs=("state",)))
-            per_seed[seed]["state only (eq. 4)"] = evaluate_agent(state_dir, held_out, args.eval_seeds, dataset,
-                                                                  cache)
+            state_only = tuple(info["config"]["inputs"]) == ("state",)
+            inputs, name, condition = ((ALL_INPUTS, "all-inputs", "all inputs") if state_only
+                                       else (("state",), "state-only", "state only (eq. 4)"))
+            other_dir = out / f"seed{seed}-{name}"
+            train_or_reuse(_train_config(args, train_name, dataset_kwargs, seed, other_dir, inputs=inputs))
+            per_seed[seed][condition] = evaluate_agent(other_dir, held_out, args.eval_seeds, dataset, cache)
         timings[seed] = {"train_s": round(train_s, 1), "eval_s": round(time.perf_counter() - start, 1),
                          "train_steps_per_s": info.get("steps_per_second", 0.0)}
         print(f"seed {seed}: trained in {train_s:.0f} s, evaluated in {timings[seed]['eval_s']:.0f} s")
