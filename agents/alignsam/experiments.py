@@ -324,8 +324,10 @@ def _train_config(args: argparse.Namespace, train_dataset: str, dataset_kwargs: 
     given.update(dataset=train_dataset, dataset_kwargs=dataset_kwargs, backend=args.backend,
                  checkpoint=args.checkpoint, srm=args.srm, text=args.text, n_train=args.n_train,
                  seed=seed, out=str(run_dir), progress_bar=False, **fields)
-    if args.timesteps is not None or not args.preset:
-        given["timesteps"] = args.timesteps or DEFAULT_TIMESTEPS
+    if args.timesteps is not None:
+        given["timesteps"] = args.timesteps
+    elif not args.preset:
+        given["timesteps"] = DEFAULT_TIMESTEPS
     if args.n_steps:
         n_envs = 1 if args.preset == "paper" else TrainConfig.n_envs
         given.setdefault("batch_size", min(TrainConfig.batch_size, args.n_steps * n_envs))
