@@ -46,7 +46,8 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the installation
     raise ImportError('The SAM backends need torch: pip install "sam-gym[sam]"') from exc
 
-__all__ = ["CPU_DECODER_BATCH", "SamBackend", "check_hw", "logits_tensor", "observe_pooled", "resize_probabilities"]
+__all__ = ["CPU_DECODER_BATCH", "SamBackend", "check_hw", "logits_tensor", "observe_batch_inputs", "observe_pooled",
+           "resize_probabilities"]
 
 _DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16"}
 
@@ -83,6 +84,29 @@ def check_hw(value: Any, what: str) -> tuple[int, int]:
     if h <= 0 or w <= 0:
         raise ValueError(message)
     return h, w
+
+
+def observe_batch_inputs(
+    embeddings: Sequence[Embedding],
+    low_res_logits: Sequence[Any | None],
+    grid_hw: tuple[int, int] | None,
+    mask_hw: tuple[int, int],
+    low_res_shape: tuple[int, int],
+    device: Any,
+) -> tuple[list[torch.Tensor | None], tuple[int, int] | None, tuple[int, int]]:
+    """Check an ``observe_batch`` call's arguments; return the logits as device tensors, the grid and the mask size.
+
+    Shared by the SAM and SAM 2 backends' ``observe_batch`` (their :func:`observe_pooled` inputs).
+
+    Raises:
+        ValueError: If the sequences are empty or of different lengths, or a size or logits map is invalid.
+    """
+    check_observe_batch(embeddings, low_res_logits)
+    mask_size = check_hw(mask_hw, "mask_hw")
+    grid = None if grid_hw is None else check_hw(grid_hw, "grid_hw")
+    logits = [None if m is None else logits_tensor(m, low_res_shape, device, f"low_res_logits[{i}]")
+              for i, m in enumerate(low_res_logits)]
+    return logits, grid, mask_size
 
 
 def observe_pooled(
@@ -468,14 +492,11 @@ class SamBackend(PromptableSegmenter):
         Raises:
             ValueError: If the sequences are empty or of different lengths, or an item is invalid.
         """
-        check_observe_batch(embeddings, low_res_logits)
-        mask_hw = check_hw(mask_hw, "mask_hw")
-        grid = None if grid_hw is None else check_hw(grid_hw, "grid_hw")
+        logits, grid, mask_hw = observe_batch_inputs(embeddings, low_res_logits, grid_hw, mask_hw,
+                                                     self.low_res_shape, self.device)
         emb_hw = self.embedding_shape[1:]
         with torch.inference_mode():
             features = [self._features(e) for e in embeddings]
-            logits = [None if m is None else self._logits_tensor(m, f"low_res_logits[{i}]")
-                      for i, m in enumerate(low_res_logits)]
             regions = [(self.image_region(e, emb_hw), self.image_region(e, self.low_res_shape)) for e in embeddings]
             return observe_pooled(features, logits, regions, grid, mask_hw)
 

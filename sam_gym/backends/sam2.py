@@ -38,11 +38,10 @@ from sam_gym.backends.base import (
     Prediction,
     PromptableSegmenter,
     check_batch,
-    check_observe_batch,
     validate_image,
     validate_prompts,
 )
-from sam_gym.backends.sam import check_hw, logits_tensor, observe_pooled, resize_probabilities
+from sam_gym.backends.sam import check_hw, logits_tensor, observe_batch_inputs, observe_pooled, resize_probabilities
 from sam_gym.backends.sam2_build import CONFIGS, build_sam2_model, import_sam2_module
 from sam_gym.backends.sam_build import select_device
 
@@ -321,14 +320,11 @@ class Sam2Backend(PromptableSegmenter):
         Raises:
             ValueError: If the sequences are empty or of different lengths, or an item is invalid.
         """
-        check_observe_batch(embeddings, low_res_logits)
-        mask_hw = check_hw(mask_hw, "mask_hw")
-        grid = None if grid_hw is None else check_hw(grid_hw, "grid_hw")
+        logits, grid, mask_hw = observe_batch_inputs(embeddings, low_res_logits, grid_hw, mask_hw,
+                                                     self.low_res_shape, self.device)
         whole = (self.embedding_shape[1:], self.low_res_shape)
         with torch.inference_mode():
             features = [self._levels(e)[0] for e in embeddings]
-            logits = [None if m is None else self._logits_tensor(m, f"low_res_logits[{i}]")
-                      for i, m in enumerate(low_res_logits)]
             return observe_pooled(features, logits, [whole] * len(embeddings), grid, mask_hw)
 
     # ------------------------------------------------------------------ cache
