@@ -11,7 +11,9 @@ need from a segmenter goes through :class:`PromptableSegmenter`:
 * ``observe(embedding, low_res_logits, grid_hw, mask_hw)`` builds the AlignSAM state (image
   embedding times the previous mask, paper eq. 4) without leaving the backend's device;
   ``observe_batch`` builds it for a batch (by default a loop over ``observe``; SAM pools the whole
-  batch in one operation).
+  batch in one operation);
+* ``best_mask_ious(predictions, references)`` scores the chosen masks against the ground truth at
+  full resolution (the env's ``info["iou"]``; on the host by default, on the device for SAM).
 
 Coordinate conventions (the same everywhere in ``sam_gym``):
 
@@ -30,6 +32,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from sam_gym.backends.mask_iou import MaskReference, host_ious, host_reference
 
 __all__ = ["Embedding", "Prediction", "PromptableSegmenter", "check_batch", "check_observe_batch", "validate_image",
            "validate_prompts"]
@@ -109,6 +113,11 @@ class Prediction:
         """Return proposal ``k``'s low-resolution logits with a leading axis, ``(1, h, w)``."""
         k = self.best if k is None else int(k)
         return self.low_res_logits[k : k + 1]
+
+    @property
+    def full_mask(self) -> Callable[[int], np.ndarray]:
+        """The callable that computes proposal ``k``'s full-resolution mask (what :meth:`mask` memoises)."""
+        return self._full_mask
 
 
 class PromptableSegmenter(abc.ABC):
@@ -248,6 +257,26 @@ class PromptableSegmenter(abc.ABC):
         check_observe_batch(embeddings, low_res_logits)
         pairs = [self.observe(e, m, grid_hw, mask_hw) for e, m in zip(embeddings, low_res_logits, strict=True)]
         return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+
+    def iou_reference(self, target: np.ndarray, void: np.ndarray) -> MaskReference:
+        """An episode's ground truth in the form :meth:`best_mask_ious` reads (built once per episode).
+
+        The default keeps host arrays; a backend that counts on its device (SAM) moves them there.
+
+        Args:
+            target: ``(H, W)`` bool ground truth, indexed ``[row, col]``.
+            void: ``(H, W)`` bool pixels to ignore.
+        """
+        return host_reference(target, void)
+
+    def best_mask_ious(self, predictions: Sequence[Prediction], references: Sequence[MaskReference]) -> np.ndarray:
+        """``(B,)`` float64 IoU of each prediction's best proposal at full resolution with its reference, void excluded.
+
+        Item ``k`` equals :func:`sam_gym.metrics.iou` ``(predictions[k].mask(), target, void)`` of the
+        masks that ``references[k]`` was built from (:mod:`sam_gym.backends.mask_iou`). The default
+        reads each ``mask()`` on the host; SAM and SAM 2 upsample and count a batch on their device.
+        """
+        return host_ious(predictions, references)
 
     def image_region(self, embedding: Embedding, shape: tuple[int, int]) -> tuple[int, int]:
         """The top-left ``(rows, cols)`` of an ``(h, w)`` map of this backend that cover the image.

@@ -38,6 +38,7 @@ from sam_gym.backends.base import (
     validate_image,
     validate_prompts,
 )
+from sam_gym.backends.mask_iou import DeviceFullMask, DeviceMaskIoU
 from sam_gym.backends.sam_build import PACKAGES, build_sam_model, import_sam_module, select_device
 
 try:
@@ -189,7 +190,7 @@ def _state(features: torch.Tensor, prob_emb: torch.Tensor | None, valid: tuple[i
     return features * frame
 
 
-class SamBackend(PromptableSegmenter):
+class SamBackend(DeviceMaskIoU, PromptableSegmenter):
     """A Segment Anything / MobileSAM model as a :class:`PromptableSegmenter`.
 
     Shapes are read from the model (a full-size model has a 1024-pixel input, a ``(256, 64, 64)``
@@ -660,7 +661,7 @@ class SamBackend(PromptableSegmenter):
 
 
 @dataclass(frozen=True)
-class _FullMask:
+class _FullMask(DeviceFullMask):
     """Proposal ``k``'s full-resolution mask, computed on demand (a picklable ``Prediction.full_mask``)."""
 
     backend: SamBackend
@@ -669,8 +670,15 @@ class _FullMask:
 
     def __call__(self, k: int) -> np.ndarray:
         with torch.inference_mode():
-            up = self.backend.full_logits(self.embedding, self.logits[k : k + 1])
-            return (up[0] > self.backend.model.mask_threshold).cpu().numpy()
+            return self.masks(self.logits[k : k + 1])[0].cpu().numpy()
+
+    def group_key(self) -> tuple[Any, ...]:
+        """Items of one image size and frame share one upsampling (``postprocess_masks``)."""
+        return id(self.backend), self.embedding.image_size, tuple(int(v) for v in self.embedding.extras["input_size"])
+
+    def masks(self, logits: torch.Tensor) -> torch.Tensor:
+        """``(G, low_h, low_w)`` logits of one group -> ``(G, H, W)`` bool masks on the device."""
+        return self.backend.full_logits(self.embedding, logits) > self.backend.model.mask_threshold
 
 
 def _predict_masks(

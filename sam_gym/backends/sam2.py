@@ -41,6 +41,7 @@ from sam_gym.backends.base import (
     validate_image,
     validate_prompts,
 )
+from sam_gym.backends.mask_iou import DeviceFullMask, DeviceMaskIoU
 from sam_gym.backends.sam import check_hw, logits_tensor, observe_batch_inputs, observe_pooled, resize_probabilities
 from sam_gym.backends.sam2_build import CONFIGS, build_sam2_model, import_sam2_module
 from sam_gym.backends.sam_build import select_device
@@ -74,7 +75,7 @@ class Sam2Embedding(Embedding):
         return (*super().arrays(), *self.high_res_features)
 
 
-class Sam2Backend(PromptableSegmenter):
+class Sam2Backend(DeviceMaskIoU, PromptableSegmenter):
     """A SAM 2 / SAM 2.1 image model as a :class:`PromptableSegmenter`.
 
     Shapes are read from the model (a 1024-pixel model has a ``(256, 64, 64)`` embedding, high-resolution
@@ -411,7 +412,7 @@ class Sam2Backend(PromptableSegmenter):
 
 
 @dataclass(frozen=True)
-class _FullMask:
+class _FullMask(DeviceFullMask):
     """Proposal ``k``'s full-resolution mask from the unclamped logits (a picklable ``Prediction.full_mask``).
 
     ``SAM2Transforms.postprocess_masks`` without hole filling: a bilinear resize of the
@@ -424,5 +425,12 @@ class _FullMask:
 
     def __call__(self, k: int) -> np.ndarray:
         with torch.inference_mode():
-            up = self.backend.transforms.postprocess_masks(self.logits[None, k : k + 1], self.embedding.image_size)
-            return (up[0, 0] > 0.0).cpu().numpy()
+            return self.masks(self.logits[k : k + 1])[0].cpu().numpy()
+
+    def group_key(self) -> tuple[Any, ...]:
+        """Items of one image size share one resize."""
+        return id(self.backend), self.embedding.image_size
+
+    def masks(self, logits: torch.Tensor) -> torch.Tensor:
+        """``(G, low_h, low_w)`` logits of one group -> ``(G, H, W)`` bool masks on the device."""
+        return self.backend.transforms.postprocess_masks(logits[:, None], self.embedding.image_size)[:, 0] > 0.0

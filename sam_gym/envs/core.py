@@ -10,12 +10,13 @@ core of ``num_envs`` rows, and its sub-envs are views of their rows.
 
 What is still done row by row, and why: drawing a new episode at reset (each sub-env owns its
 random generator, as in ``SyncVectorEnv``), user callables (``label_mode``, ``init_prompts``),
-``point`` actions (each is validated and mapped through its image's grid), the full-resolution IoU
-(only with ``info_iou="full"``, and at episode end; images may differ in size), reading each
-row's chosen proposal out of its backend-native :class:`~sam_gym.backends.base.Prediction`, and
-the per-item lists handed to ``backend.decode_batch`` / ``observe_batch`` (a list interface, which
-SAM batches on its device). Step infos are columns (:class:`StepInfos`), made into per-row dicts
-only when a caller asks for one (the single env, SB3's list of dicts).
+``point`` actions (each is validated and mapped through its image's grid), reading each row's
+chosen proposal out of its backend-native :class:`~sam_gym.backends.base.Prediction`, and the
+per-item lists handed to ``backend.decode_batch`` / ``observe_batch`` / ``best_mask_ious`` (a list
+interface, which SAM batches on its device). The full-resolution IoU (every step with
+``info_iou="full"``, else at episode end) is one ``best_mask_ious`` call for all rows that need it.
+Step infos are columns (:class:`StepInfos`), made into per-row dicts only when a caller asks for
+one (the single env, SB3's list of dicts).
 
 Coordinates: points ``(x, y)`` in image pixels (``x`` right, ``y`` down), pixels and cells
 ``(row, col)``, cells numbered row-major; labels 1 foreground / 0 background.
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 
 from sam_gym.backends.base import Embedding, Prediction
+from sam_gym.backends.mask_iou import MaskReference
 from sam_gym.data import Sample
 from sam_gym.envs.episode import DecodeRequest, EpisodeView
 from sam_gym.grid import PatchGrid
@@ -195,8 +197,8 @@ class EpisodeBatch:
         n = self.n
         self.samples, self.grids, self.embeddings = [None] * n, [None] * n, [None] * n
         self.predictions, self.logits = [None] * n, [None] * n
-        #: Per row, ``(non-void pixels, target on them, their count)`` once the full IoU was needed.
-        self.iou_parts: list[tuple[np.ndarray, np.ndarray, int] | None] = [None] * n
+        #: Per row, the episode's ground truth for the full IoU (``backend.iou_reference``), once needed.
+        self.iou_refs: list[MaskReference | None] = [None] * n
         self.clicked_pixels = [set() for _ in range(n)]
         self.index = np.zeros(n, dtype=np.int64)
         #: ``(n, 2)`` image ``(H, W)``.
@@ -221,27 +223,6 @@ class EpisodeBatch:
         if prediction is None:
             return np.zeros(tuple(int(v) for v in self.hw[row]), dtype=bool)
         return prediction.mask(prediction.best)
-
-    def full_iou(self, row: int) -> float:
-        """IoU of row ``row``'s full-resolution mask with the target, void excluded.
-
-        Equal to :func:`sam_gym.metrics.iou` ``(mask, target, void)`` (the sample was checked at
-        reset), with the episode's non-void and target pixels counted once per episode:
-        ``|M & T & V| / (|M & V| + |T & V| - |M & T & V|)``, ``V`` the non-void pixels.
-        """
-        sample, prediction = self.samples[row], self.predictions[row]
-        if prediction is None or sample is None:
-            return 0.0
-        parts = self.iou_parts[row]
-        if parts is None:
-            valid = ~sample.void
-            target = sample.target & valid
-            parts = self.iou_parts[row] = (valid, target, int(np.count_nonzero(target)))
-        valid, target, n_target = parts
-        mask = prediction.mask(prediction.best)
-        inter = int(np.count_nonzero(mask & target))
-        union = int(np.count_nonzero(mask & valid)) + n_target - inter
-        return 1.0 if union == 0 else inter / union
 
 
 class EpisodeCore:
@@ -289,7 +270,7 @@ class EpisodeCore:
             s.index[row] = episode.index
             s.hw[row] = (grid.height, grid.width)
             s.clicked_pixels[row] = set()
-            s.iou_parts[row] = None
+            s.iou_refs[row] = None
             k = len(episode.prompts)
             s.n_prompts[row] = s.n_init[row] = k
             if k:
@@ -301,8 +282,6 @@ class EpisodeCore:
             s.predictions[row], s.logits[row] = None, None
             if prediction is not None:
                 self._apply(row, prediction)
-                if env.info_iou == "full":
-                    s.iou[row] = s.full_iou(row)
             info: dict[str, Any] = {
                 "image_id": sample.image_id,
                 "instance_id": sample.instance_id,
@@ -311,9 +290,11 @@ class EpisodeCore:
                 "image_size": (grid.height, grid.width),
                 "backend": self.backend.name,
             }
-            if env.info_iou == "full":
-                info["iou"] = float(s.iou[row])
             infos.append(info)
+        if env.info_iou == "full":
+            self.set_full_ious(rows[np.fromiter((p is not None for p in predictions), dtype=bool, count=len(rows))])
+            for info, iou in zip(infos, s.iou[rows].tolist(), strict=True):
+                info["iou"] = iou
         self._add_mask_infos(rows, infos)
         return infos
 
@@ -431,8 +412,8 @@ class EpisodeCore:
         for r, prediction in zip(rows.tolist(), predictions, strict=True):
             if prediction is not None:
                 self._apply(r, prediction)
-                if full:
-                    s.iou[r] = s.full_iou(r)
+        if full:
+            self.set_full_ious(rows[np.fromiter((p is not None for p in predictions), dtype=bool, count=len(rows))])
         if env.reward_mode == "alignsam":
             rewards = np.where(clicks.void, 0.0, np.where(clicks.on_target, 1.0, -1.0))
         else:
@@ -446,8 +427,7 @@ class EpisodeCore:
         ended = terminated | truncated
         s.ended[rows] = ended
         if not full:
-            for r in rows[ended].tolist():
-                s.iou[r] = s.full_iou(r)
+            self.set_full_ious(rows[ended])
         success_iou = env.target_iou or DEFAULT_SUCCESS_IOU
         n = len(rows)
         ious = s.iou[rows]
@@ -461,6 +441,28 @@ class EpisodeCore:
         if env.mask_in_info:
             values[MASK_KEY] = self.action_masks(rows).astype(np.int8)
         return rewards.astype(np.float64), terminated, truncated, StepInfos(n, values, present)
+
+    def set_full_ious(self, rows: np.ndarray) -> None:
+        """Set ``iou`` of ``rows`` to the full-resolution IoU of their current mask, void excluded (0 before any mask).
+
+        One ``backend.best_mask_ious`` call for all of them (SAM: batched on its device); each
+        episode's ground truth is prepared once (``backend.iou_reference``). Equal to
+        :func:`sam_gym.metrics.iou` ``(mask, target, void)`` of each row.
+        """
+        s = self.state
+        ids = [r for r in rows.tolist() if s.predictions[r] is not None]
+        s.iou[rows] = 0.0
+        if not ids:
+            return
+        references = []
+        for r in ids:
+            reference = s.iou_refs[r]
+            if reference is None:
+                sample = s.samples[r]
+                assert sample is not None  # a row with a prediction has been reset
+                reference = s.iou_refs[r] = self.backend.iou_reference(sample.target, sample.void)
+            references.append(reference)
+        s.iou[ids] = self.backend.best_mask_ious(cast("list[Prediction]", [s.predictions[r] for r in ids]), references)
 
     # ------------------------------------------------------------------ observation and masks
     def observe(self, rows: np.ndarray) -> dict[str, np.ndarray]:
