@@ -4,8 +4,9 @@ Measured, through the env's public API and the helpers of :mod:`sam_gym.benchmar
 
 * ``decoders``: for SAM ViT-B and MobileSAM ViT-T (random weights: their decoder costs what a trained
   one does; bf16 on CUDA), per batch size (1, 64, 256, 1024): vector-env steps per second, the bare
-  decoder's prompts per second on the same episodes, ``env_over_decoder`` and the env's share in
-  percent; with each model's ``cache_bytes_per_image``.
+  decoder's prompts per second on the same episodes, ``env_over_decoder`` (the median over steps of
+  a step's time over its own decoder calls', :func:`sam_gym.benchmark.vector_step_timing`) and the
+  env's share in percent; with each model's ``cache_bytes_per_image``.
 * ``overhead_us_per_substep``: the env alone per sub-env step at the same batches, with the zero-cost
   ``null`` backend (a measuring stub, NOT a segmenter) on the same device.
 * ``train``: sb3-contrib ``MaskablePPO`` end to end (rollouts and updates) on 256 envs, ViT-B.
@@ -74,12 +75,12 @@ def _decoder_figures(backend: PromptableSegmenter, images: Any, sizes: dict[str,
     for batch in sizes["batches"]:
         timing = vector_step_timing(lambda n: make_vector_env(n, images, cache, **ENV_KWARGS), backend, batch,
                                     sizes["steps"], warmup=sizes["warmup"])
-        step_s, decoder_s = timing.step_s, float(timing.decoder_s or 0.0)
+        step_s, decoder_s, ratio = timing.step_s, float(timing.decoder_s or 0.0), float(timing.env_over_decoder or 0.0)
         per_batch[str(batch)] = {
             "env_steps_per_s": batch / step_s,
             "decoder_prompts_per_s": batch / decoder_s,
-            "env_over_decoder": step_s / decoder_s,
-            "env_overhead_pct": 100.0 * (step_s - decoder_s) / step_s,
+            "env_over_decoder": ratio,  # median per step of its time over its decoder calls' (same step)
+            "env_overhead_pct": 100.0 * (ratio - 1.0) / ratio,
             "vector_step_ms": 1e3 * step_s,
         }
         print(f"  batch {batch}: {per_batch[str(batch)]['env_steps_per_s']:.0f} env steps/s, env / decoder = "

@@ -7,15 +7,18 @@ Envs are built through the public API: ``gym.make_vec("SamPrompt-v0", vectorizat
 "vector_entry_point")`` and the Stable-Baselines3 adapter :mod:`sam_gym.envs.sb3`.
 
 How the decoder's share is found (:class:`DecoderClock`): the same episodes (same seed, same
-actions) run twice. The first pass times the env's steps and nothing else; in the second, every
-call the env makes to the backend's decoder (its ``decode*`` methods: ``decode``, ``decode_batch``
-or a batched one a backend adds) is timed on its own, with CUDA synchronised around it. The ratio
-of the two is the env's cost over the bare decoder's on the very same requests.
+actions) run twice. The first pass times the env's steps and nothing else (the rates). In the
+second, each step is timed whole and, inside it, every call the env makes to the backend's decoder
+(its ``decode*`` methods: ``decode``, ``decode_batch`` or a batched one a backend adds) on its own,
+with CUDA synchronised around it. ``env_over_decoder`` is the median over that pass's steps of a
+step's time over its own decoder calls' time: the env's cost over the bare decoder's on the very
+same requests, in the same moment (a ratio of two passes seconds apart moves with the machine's
+load by more than the few percent it measures).
 
 What is measured (see ``docs/benchmarks.md`` for the figures and commands):
 
-* ``decoder_calls_per_s`` / ``env_steps_per_s`` / ``env_over_decoder``: one single env; the mean
-  step time over the mean time of the decoder calls inside a step.
+* ``decoder_calls_per_s`` / ``env_steps_per_s`` / ``env_over_decoder``: one single env; the
+  ratio is the median per-step one described above.
 * ``vector_steps_per_s`` and ``env_over_decoder_per_batch``: the vector env per batch size, all
   sub-envs counted; a vector step is timed with its ``action_masks()`` call (drawing the random
   actions is not timed).
@@ -28,6 +31,9 @@ What is measured (see ``docs/benchmarks.md`` for the figures and commands):
   steps: drawing the sample and initial prompts, the cache look-up by image hash). With the
   default ``info_iou="full"`` it includes the full-resolution IoU of every step; ``--info-iou
   none`` (the training setting, what ``benchmarks/gpu.sh`` measures) leaves it to episode ends.
+* ``obs_copy_us_per_substep``: per batch size, the time to copy one step's observation batch once,
+  per sub-env: the floor under ``overhead_us_per_substep`` that this machine's memory bandwidth
+  sets for any env that hands out new observation arrays.
 * ``train_env_steps_per_s``: sb3-contrib's ``MaskablePPO`` on the batched vector env through the SB3
   adapter, end to end (rollouts and updates), after one untimed warm-up rollout and update.
 * ``obs_bytes``: bytes of one single-env observation.
@@ -59,7 +65,13 @@ from sam_gym.benchmark.timing import (
     synchronize,
 )
 from sam_gym.benchmark.training import train_env_steps_per_s
-from sam_gym.benchmark.vector import VectorTiming, make_vector_env, overhead_us_per_substep, vector_step_timing
+from sam_gym.benchmark.vector import (
+    VectorTiming,
+    make_vector_env,
+    observation_copy_us_per_substep,
+    overhead_us_per_substep,
+    vector_step_timing,
+)
 from sam_gym.memory import rss_bytes
 
 __all__ = [
@@ -74,6 +86,7 @@ __all__ = [
     "machine_description",
     "make_vector_env",
     "obs_bytes",
+    "observation_copy_us_per_substep",
     "overhead_us_per_substep",
     "rss_bytes",
     "rss_growth_pct",

@@ -14,7 +14,12 @@ from sam_gym.backends.base import PromptableSegmenter
 from sam_gym.benchmark.footprint import cache_hit_reset_ms, encoder_images_per_s, obs_bytes, rss_growth_pct
 from sam_gym.benchmark.timing import InMemory, backend_device, env_and_decoder_rates, gpu_mem_gb, machine_description
 from sam_gym.benchmark.training import train_env_steps_per_s
-from sam_gym.benchmark.vector import make_vector_env, overhead_us_per_substep, vector_step_timing
+from sam_gym.benchmark.vector import (
+    make_vector_env,
+    observation_copy_us_per_substep,
+    overhead_us_per_substep,
+    vector_step_timing,
+)
 from sam_gym.data import SegmentationDataset
 from sam_gym.envs.prompt_env import SamPromptEnv
 
@@ -29,6 +34,7 @@ REQUIRED_KEYS = (
     "vector_steps_per_s",
     "env_over_decoder_per_batch",
     "overhead_us_per_substep",
+    "obs_copy_us_per_substep",
     "train_env_steps_per_s",
     "obs_bytes",
     "encoder_images_per_s",
@@ -147,8 +153,11 @@ def run_benchmark(
     results["overhead_backend"] = null.description
     results["overhead_us_per_substep"] = overhead_us_per_substep(images, batches, n_vector, seed, env_kwargs,
                                                                  backend=null)
+    results["obs_copy_us_per_substep"] = observation_copy_us_per_substep(images, batches, seed, env_kwargs,
+                                                                         backend=null)
     for key, value in results["overhead_us_per_substep"].items():
-        log(f"env overhead (null backend, a measuring stub), batch {key}: {value:.1f} us per sub-env step")
+        log(f"env overhead (null backend, a measuring stub), batch {key}: {value:.1f} us per sub-env step "
+            f"(copying its observations alone: {results['obs_copy_us_per_substep'][key]:.1f} us)")
 
     if train_rollouts > 0:
         train = train_env_steps_per_s(images, cache, train_envs, train_n_steps, train_rollouts, seed, env_kwargs,

@@ -16,7 +16,8 @@ from sam_gym.backends.base import PromptableSegmenter
 from sam_gym.benchmark.timing import ENV_ID, DecoderClock, check_decoded, synchronize, valid_action
 from sam_gym.data import SegmentationDataset
 
-__all__ = ["VectorTiming", "make_vector_env", "overhead_us_per_substep", "vector_step_timing"]
+__all__ = ["VectorTiming", "make_vector_env", "observation_copy_us_per_substep", "overhead_us_per_substep",
+           "vector_step_timing"]
 
 
 def make_vector_env(num_envs: int, dataset: SegmentationDataset, cache: Any, **env_kwargs: Any) -> Any:
@@ -30,31 +31,30 @@ def make_vector_env(num_envs: int, dataset: SegmentationDataset, cache: Any, **e
 
 
 def _vector_pass(venv: Any, backend: PromptableSegmenter, steps: int, seed: int, warmup: int,
-                 clock: DecoderClock | None = None) -> float:
-    """Mean seconds per vector step (``action_masks()`` + ``step``), or with ``clock`` of its decoder calls."""
+                 clock: DecoderClock | None = None) -> tuple[list[float], list[float]]:
+    """Per timed vector step: its seconds (``action_masks()`` + ``step``); with ``clock``, its decoder calls' too."""
     rng = np.random.default_rng(seed)
     venv.reset(seed=seed)
     for _ in range(warmup):
         venv.step(valid_action(venv.action_masks(), rng))
-    total = 0.0
+    wall, decoder = [], []
     for _ in range(steps):
-        if clock is None:
-            synchronize(backend)
-            start = time.perf_counter()
-            masks = venv.action_masks()
-            total += time.perf_counter() - start
-            actions = valid_action(masks, rng)
-            start = time.perf_counter()
-            venv.step(actions)
-            synchronize(backend)
-            total += time.perf_counter() - start
-        else:
-            actions = valid_action(venv.action_masks(), rng)
+        synchronize(backend)
+        start = time.perf_counter()
+        masks = venv.action_masks()
+        elapsed = time.perf_counter() - start
+        actions = valid_action(masks, rng)
+        before = 0.0
+        if clock is not None:
             before, clock.active = clock.seconds, True
-            venv.step(actions)
+        start = time.perf_counter()
+        venv.step(actions)
+        synchronize(backend)
+        wall.append(elapsed + time.perf_counter() - start)
+        if clock is not None:
             clock.active = False
-            total += clock.seconds - before
-    return total / steps
+            decoder.append(clock.seconds - before)
+    return wall, decoder
 
 
 @dataclass(frozen=True)
@@ -62,17 +62,15 @@ class VectorTiming:
     """What :func:`vector_step_timing` measured.
 
     Attributes:
-        step_s: Mean seconds per vector step.
+        step_s: Mean seconds per vector step (the pass without the decoder clock).
         decoder_s: Mean seconds of the decoder calls per vector step (``None`` if not timed).
+        env_over_decoder: Median over the clocked pass's steps of each step's time over its own
+            decoder calls' time (``None`` if not timed).
     """
 
     step_s: float
     decoder_s: float | None
-
-    @property
-    def env_over_decoder(self) -> float | None:
-        """``step_s / decoder_s``, or ``None`` when the decoder was not timed."""
-        return None if self.decoder_s is None else self.step_s / self.decoder_s
+    env_over_decoder: float | None
 
 
 def vector_step_timing(
@@ -80,6 +78,11 @@ def vector_step_timing(
     warmup: int = 3, decoder: bool = True,
 ) -> VectorTiming:
     """Time the vector env's steps and, with ``decoder``, the decoder calls inside them (same episodes).
+
+    The first pass times the steps alone (``step_s``). With ``decoder`` a second pass over the same
+    episodes times each step whole and, inside it, its decoder calls (:class:`DecoderClock`): the
+    ratio of the two within one step does not depend on how loaded the machine was in that step,
+    as a ratio of two passes seconds apart does.
 
     Args:
         make_vector_env: ``num_envs -> vector env`` (on ``backend``, sharing the benchmark's cache).
@@ -91,19 +94,22 @@ def vector_step_timing(
         decoder: Also run the second pass that times the decoder calls.
 
     Returns:
-        The mean vector step time and, with ``decoder``, the mean decoder time per vector step.
+        The mean vector step time and, with ``decoder``, the mean decoder time per vector step and
+        the median per-step ratio.
     """
     venv = make_vector_env(batch)
     try:
-        step_s = _vector_pass(venv, backend, steps, seed, warmup)
-        decoder_s = None
+        wall, _ = _vector_pass(venv, backend, steps, seed, warmup)
+        decoder_s = ratio = None
         if decoder:
             with DecoderClock(backend) as clock:
-                decoder_s = _vector_pass(venv, backend, steps, seed, warmup, clock)
+                clocked, decoded = _vector_pass(venv, backend, steps, seed, warmup, clock)
             check_decoded(clock, steps)
+            decoder_s = float(np.mean(decoded))
+            ratio = float(np.median(np.divide(clocked, decoded)))
     finally:
         venv.close()
-    return VectorTiming(step_s, decoder_s)
+    return VectorTiming(float(np.mean(wall)), decoder_s, ratio)
 
 
 def overhead_us_per_substep(
@@ -137,4 +143,48 @@ def overhead_us_per_substep(
         timing = vector_step_timing(lambda n: make_vector_env(n, dataset, cache, **env_kwargs), null, int(batch),
                                     steps, seed, warmup, decoder=False)
         out[str(int(batch))] = 1e6 * timing.step_s / int(batch)
+    return out
+
+
+def observation_copy_us_per_substep(
+    dataset: SegmentationDataset, batches: Sequence[int], seed: int = 0, env_kwargs: dict[str, Any] | None = None,
+    backend: Any = None, repeats: int = 5,
+) -> dict[str, float]:
+    """What copying one vector step's observation batch costs per sub-env, per batch size (best of ``repeats``).
+
+    Every observation array a step returns is new (as ``SyncVectorEnv``'s copied batch is), so no
+    env can hand out a step's observations in less than the time this machine takes to write their
+    bytes once: the floor under :func:`overhead_us_per_substep`, set by memory bandwidth.
+
+    Args:
+        dataset: The images.
+        batches: Vector-env batch sizes.
+        seed: Seed of the envs and the action.
+        env_kwargs: Extra env arguments.
+        backend: The :class:`~sam_gym.backends.null.NullBackend` to step with (``None``: a new one).
+        repeats: Timed copies per batch size (the fastest counts).
+
+    Returns:
+        ``{str(batch): microseconds per sub-env}``.
+    """
+    from sam_gym.backends.null import NullBackend
+    from sam_gym.cache import EmbeddingCache
+
+    null = backend if isinstance(backend, NullBackend) else NullBackend()
+    cache = EmbeddingCache(null, max_items=max(64, len(dataset)))
+    out = {}
+    for batch in batches:
+        venv = make_vector_env(int(batch), dataset, cache, **dict(env_kwargs or {}))
+        try:
+            venv.reset(seed=seed)
+            obs = venv.step(valid_action(venv.action_masks(), np.random.default_rng(seed)))[0]
+            best = np.inf
+            for _ in range(max(1, int(repeats))):
+                start = time.perf_counter()
+                copies = {key: value.copy() for key, value in obs.items()}
+                best = min(best, time.perf_counter() - start)
+                del copies
+        finally:
+            venv.close()
+        out[str(int(batch))] = 1e6 * best / int(batch)
     return out
