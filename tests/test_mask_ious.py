@@ -127,3 +127,24 @@ def test_host_ious_of_the_default_backend_and_an_empty_union():
     nothing, void = np.zeros((10, 12), dtype=bool), np.eye(10, 12, dtype=bool)
     got = backend.best_mask_ious([empty], [backend.iou_reference(nothing, void)])
     assert got.tolist() == [iou(empty.mask(), nothing, void)] == [1.0]
+
+
+def test_env_info_iou_on_sam_is_metrics_iou_of_the_episode_mask():
+    """End to end: the vector env's info["iou"] (one best_mask_ious call per step) is the IoU of each sub-env's mask."""
+    pytest.importorskip("segment_anything")
+    from sam_gym.data import SyntheticShapes
+    from sam_gym.envs.vector_env import SamPromptVectorEnv
+    from sam_gym.testing import tiny_sam_backend
+
+    envs = SamPromptVectorEnv(3, dataset=SyntheticShapes(n=4), backend=tiny_sam_backend(0, encoder_depth=1),
+                              max_clicks=4)
+    _, info = envs.reset(seed=0)
+    rng = np.random.default_rng(0)
+    seen = []
+    for _ in range(4):
+        for i, env in enumerate(envs.envs):
+            view = env.episode_view()
+            assert info["iou"][i] == iou(view.mask, view.sample.target, view.sample.void)
+            seen.append(info["iou"][i])
+        _, _, _, _, info = envs.step(rng.integers(0, 100, size=3))
+    assert len(set(seen)) > 1
