@@ -1,9 +1,10 @@
 """The full-resolution IoU of a batch (``best_mask_ious``) equals ``metrics.iou`` of each mask, on every path.
 
-SAM and SAM 2 (random weights, CPU) upsample and count a batch on their device, one upsampling per
-image size and no mask copied to the host; the default counts ``prediction.mask()`` on the host.
-Both must equal :func:`sam_gym.metrics.iou` exactly, void excluded, for single and multimask
-predictions (where the best proposal is not the first), over images of different sizes.
+On CUDA, SAM and SAM 2 upsample and count a batch on their device, one upsampling per image size and
+no mask copied to the host (checked here on CPU tensors with ``stack=True``, random weights); on the
+CPU they count ``prediction.mask()`` on the host, as the default does. Every path must equal
+:func:`sam_gym.metrics.iou` exactly, void excluded, for single and multimask predictions (where the
+best proposal is not the first), over images of different sizes.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import pytest
 
 from sam_gym.backends.base import Prediction
 from sam_gym.backends.classical import ClassicalBackend
-from sam_gym.backends.mask_iou import host_ious, host_reference
+from sam_gym.backends.mask_iou import device_ious, device_reference, host_ious, host_reference
 from sam_gym.backends.null import NullBackend
 from sam_gym.metrics import iou
 
@@ -86,18 +87,28 @@ def device_backend(request):
 def test_device_ious_equal_metrics_iou_with_one_upsampling_per_size_and_no_host_mask(device_backend, monkeypatch):
     predictions, truths = batch(device_backend)
     assert {p.best for p in predictions} != {0}, "the multimask items should pick other proposals too"
-    references = [device_backend.iou_reference(t, v) for t, v in truths]
-    assert all(isinstance(r.valid, torch.Tensor) for r in references)
+    references = [device_reference(t, v, device_backend.device) for t, v in truths]  # what CUDA's look like
     calls = []
     cls = type(predictions[0].full_mask)
     original = cls.masks
     monkeypatch.setattr(cls, "masks", lambda self, logits: calls.append(len(logits)) or original(self, logits))
-    got = device_backend.best_mask_ious(predictions, references)
+    got = device_ious(predictions, references, stack=True)  # what CUDA does
     assert sorted(calls) == [1, 1, 3]  # three (60, 90) items, one (90, 60), one (64, 64)
+    calls.clear()
+    one_by_one = device_ious(predictions, references)  # tensors on the CPU: one item per upsampling
+    assert calls == [1] * 5
     assert all(not p._masks for p in predictions), "a mask went to the host"
     monkeypatch.undo()
-    assert got.tolist() == check(device_backend, predictions, truths).tolist()
+    assert got.tolist() == one_by_one.tolist() == check(device_backend, predictions, truths).tolist()
     assert len(set(got.tolist())) > 1, "the IoUs should differ (a test of counting, not of constants)"
+
+
+def test_on_the_cpu_sam_counts_on_the_host(device_backend):
+    """On the CPU the backend's references are host arrays, so best_mask_ious is the host loop (no torch counting)."""
+    predictions, truths = batch(device_backend)
+    references = [device_backend.iou_reference(t, v) for t, v in truths]
+    assert all(isinstance(r.valid, np.ndarray) for r in references)
+    check(device_backend, predictions, truths)
 
 
 def test_device_ious_count_foreign_items_on_the_host(device_backend):
@@ -108,10 +119,10 @@ def test_device_ious_count_foreign_items_on_the_host(device_backend):
     image = rng.integers(0, 256, (60, 90, 3), dtype=np.uint8)
     host = classical.decode(classical.encode(image), np.array([[40.0, 30.0]], dtype=np.float32), np.array([1]))
     host_truth = ground_truth(rng, 60, 90)
-    references = [device_backend.iou_reference(t, v) for t, v in truths]
+    references = [device_reference(t, v, device_backend.device) for t, v in truths]
     mixed = [predictions[0], host, predictions[1], predictions[2]]
     refs = [references[0], host_reference(*host_truth), host_reference(*truths[1]), references[2]]
-    got = device_backend.best_mask_ious(mixed, refs)
+    got = device_ious(mixed, refs, stack=True)
     want = [iou(p.mask(), t, v) for p, (t, v) in zip(mixed, [truths[0], host_truth, truths[1], truths[2]],
                                                      strict=True)]
     assert got.tolist() == want
