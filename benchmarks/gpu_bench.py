@@ -10,6 +10,9 @@ Measured, through the env's public API and the helpers of :mod:`sam_gym.benchmar
 * ``overhead_us_per_substep``: the env alone per sub-env step at the same batches, with the zero-cost
   ``null`` backend (a measuring stub, NOT a segmenter) on the same device.
 * ``train``: sb3-contrib ``MaskablePPO`` end to end (rollouts and updates) on 256 envs, ViT-B.
+* ``full_iou``: the default ``info_iou="full"`` at batch 256 (ViT-B): ``env_over_decoder`` with the
+  full-resolution IoU of every sub-env every step, and how many of those IoUs (two steps) differ
+  from :func:`sam_gym.metrics.iou` of the mask computed on the host (must be 0).
 * ``memory``: resident and GPU memory before and after 10,000 env steps (batch 256, ViT-B).
 * ``obs_bytes``, ``gpu_mem_gb`` (peak allocated over the run), the machine, settings and timings.
 
@@ -52,9 +55,10 @@ from sam_gym.envs import SamPromptEnv
 
 #: Sizes of a full (GPU) run and of ``--tiny`` (CPU check).
 FULL = {"batches": [1, 64, 256, 1024], "steps": 20, "warmup": 3, "models": ["vit_b", "vit_t"], "train_envs": 256,
-        "train_n_steps": 16, "train_rollouts": 3, "memory_batch": 256, "memory_env_steps": 10_000}
+        "train_n_steps": 16, "train_rollouts": 3, "memory_batch": 256, "memory_env_steps": 10_000,
+        "full_iou_batch": 256}
 TINY = {"batches": [1, 4], "steps": 2, "warmup": 1, "models": ["tiny"], "train_envs": 4, "train_n_steps": 4,
-        "train_rollouts": 1, "memory_batch": 4, "memory_env_steps": 40}
+        "train_rollouts": 1, "memory_batch": 4, "memory_env_steps": 40, "full_iou_batch": 4}
 #: Training setting of the env: the +/-1 reward needs no per-step full-resolution IoU.
 ENV_KWARGS = {"info_iou": "none"}
 
@@ -120,6 +124,35 @@ def _memory(backend: PromptableSegmenter, images: Any, batch: int, env_steps: in
             "gpu_allocated_end_gb": None if end_gpu is None else end_gpu / 1e9}
 
 
+def _full_iou(backend: PromptableSegmenter, images: Any, sizes: dict[str, Any]) -> dict[str, Any]:
+    """The default ``info_iou="full"`` at one batch: its per-step ratio, and its IoUs checked against ``metrics.iou``.
+
+    The IoU of every sub-env's mask comes from one ``best_mask_ious`` call per step (batched on the
+    device on CUDA); each is compared with :func:`sam_gym.metrics.iou` of the episode's mask
+    computed on the host, sub-env by sub-env, over two steps.
+    """
+    from sam_gym.metrics import iou
+
+    batch = sizes["full_iou_batch"]
+    cache = EmbeddingCache(backend, max_items=64)
+    timing = vector_step_timing(lambda n: make_vector_env(n, images, cache, info_iou="full"), backend, batch,
+                                sizes["steps"], warmup=sizes["warmup"])
+    venv = make_vector_env(batch, images, cache, info_iou="full")
+    rng = np.random.default_rng(0)
+    _, info = venv.reset(seed=0)
+    checked = mismatched = 0
+    for _ in range(2):
+        info = venv.step(rng.integers(0, venv.single_action_space.n, size=batch))[4]
+        for i, env in enumerate(venv.envs):
+            if info["_iou"][i]:
+                view = env.episode_view()
+                checked += 1
+                mismatched += int(info["iou"][i] != iou(view.mask, view.sample.target, view.sample.void))
+    venv.close()
+    return {"batch": batch, "env_over_decoder": timing.env_over_decoder, "vector_step_ms": 1e3 * timing.step_s,
+            "ious_checked": checked, "ious_unequal_to_metrics_iou": mismatched}
+
+
 def _write(out: Path, results: dict[str, Any]) -> None:
     """Write the results so far (after every section: a run stopped by its time limit keeps what it measured)."""
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -166,6 +199,12 @@ def run(device: str, tiny: bool, out: Path) -> dict[str, Any]:
                                                                  warmup=sizes["warmup"])
     print(f"null-backend overhead, us per sub-env step: {results['overhead_us_per_substep']}", flush=True)
     results["seconds"]["overhead"] = time.perf_counter() - t0
+    _write(out, results)
+
+    t0 = time.perf_counter()
+    results["full_iou"] = _full_iou(first, images, sizes)
+    print(f"info_iou='full': {results['full_iou']}", flush=True)
+    results["seconds"]["full_iou"] = time.perf_counter() - t0
     _write(out, results)
 
     t0 = time.perf_counter()

@@ -43,6 +43,9 @@ def test_gpu_script_on_cpu_writes_every_figure(tmp_path):
     assert set(results["overhead_us_per_substep"]) == set(batches)
     assert all(positive(v) for v in results["overhead_us_per_substep"].values())
     assert "NOT a segmenter" in results["overhead_backend"]
+    full = results["full_iou"]
+    assert full["batch"] == 4 and positive(full["env_over_decoder"]) and positive(full["vector_step_ms"])
+    assert full["ious_checked"] == 8 and full["ious_unequal_to_metrics_iou"] == 0
     assert positive(results["train"]["train_env_steps_per_s"]) and results["train"]["train_settings"]["n_envs"] == 4
     memory = results["memory"]
     assert memory["env_steps"] > 0 and positive(memory["rss_start_mb"]) and positive(memory["rss_end_mb"])

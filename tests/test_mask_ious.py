@@ -140,15 +140,22 @@ def test_host_ious_of_the_default_backend_and_an_empty_union():
     assert got.tolist() == [iou(empty.mask(), nothing, void)] == [1.0]
 
 
-def test_env_info_iou_on_sam_is_metrics_iou_of_the_episode_mask():
-    """End to end: the vector env's info["iou"] (one best_mask_ious call per step) is the IoU of each sub-env's mask."""
+@pytest.mark.parametrize("path", ["cpu", "as_on_cuda"])
+def test_env_info_iou_on_sam_is_metrics_iou_of_the_episode_mask(path):
+    """End to end: the vector env's info["iou"] (one best_mask_ious call per step) is the IoU of each sub-env's mask.
+
+    ``as_on_cuda`` runs CUDA's path on CPU tensors: references on the device, items stacked per size.
+    """
     pytest.importorskip("segment_anything")
     from sam_gym.data import SyntheticShapes
     from sam_gym.envs.vector_env import SamPromptVectorEnv
     from sam_gym.testing import tiny_sam_backend
 
-    envs = SamPromptVectorEnv(3, dataset=SyntheticShapes(n=4), backend=tiny_sam_backend(0, encoder_depth=1),
-                              max_clicks=4)
+    backend = tiny_sam_backend(0, encoder_depth=1)
+    if path == "as_on_cuda":
+        backend.iou_reference = lambda target, void: device_reference(target, void, backend.device)
+        backend.best_mask_ious = lambda predictions, references: device_ious(predictions, references, stack=True)
+    envs = SamPromptVectorEnv(3, dataset=SyntheticShapes(n=4), backend=backend, max_clicks=4)
     _, info = envs.reset(seed=0)
     rng = np.random.default_rng(0)
     seen = []
@@ -159,3 +166,5 @@ def test_env_info_iou_on_sam_is_metrics_iou_of_the_episode_mask():
             seen.append(info["iou"][i])
         _, _, _, _, info = envs.step(rng.integers(0, 100, size=3))
     assert len(set(seen)) > 1
+    kinds = {type(r.valid) for r in envs.core.state.iou_refs if r is not None}
+    assert kinds == ({torch.Tensor} if path == "as_on_cuda" else {np.ndarray})
