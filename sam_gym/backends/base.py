@@ -13,7 +13,8 @@ need from a segmenter goes through :class:`PromptableSegmenter`:
   ``observe_batch`` builds it for a batch (by default a loop over ``observe``; SAM pools the whole
   batch in one operation);
 * ``best_mask_ious(predictions, references)`` scores the chosen masks against the ground truth at
-  full resolution (the env's ``info["iou"]``; on the host by default, on the device for SAM).
+  full resolution (the env's ``info["iou"]``; on the host by default, batched on the device for SAM
+  on CUDA).
 
 Coordinate conventions (the same everywhere in ``sam_gym``):
 
@@ -274,7 +275,7 @@ class PromptableSegmenter(abc.ABC):
 
         Item ``k`` equals :func:`sam_gym.metrics.iou` ``(predictions[k].mask(), target, void)`` of the
         masks that ``references[k]`` was built from (:mod:`sam_gym.backends.mask_iou`). The default
-        reads each ``mask()`` on the host; SAM and SAM 2 upsample and count a batch on their device.
+        reads each ``mask()`` on the host; on CUDA, SAM and SAM 2 upsample and count a batch on the device.
         """
         return host_ious(predictions, references)
 
