@@ -18,6 +18,7 @@ Masks are ``(H, W)`` bool, indexed ``[row, col]``.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
@@ -84,7 +85,7 @@ def host_ious(predictions: Sequence[Prediction], references: Sequence[MaskRefere
     return _ious(inter, masked, np.array([r.n_target for r in references], dtype=np.int64))
 
 
-class DeviceFullMask:
+class DeviceFullMask(abc.ABC):
     """Base of a ``Prediction.full_mask`` whose masks are upsampled device logits (what :func:`device_ious` batches).
 
     A subclass holds ``logits``, the ``(K, h, w)`` logits that its masks are upsampled from, and says
@@ -94,13 +95,17 @@ class DeviceFullMask:
 
     logits: torch.Tensor
 
+    @abc.abstractmethod
     def group_key(self) -> Hashable:
         """Items with equal keys (images of one size) are upsampled by one :meth:`masks` call."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def masks(self, logits: torch.Tensor) -> torch.Tensor:
         """``(G, h, w)`` logits of items of this group -> ``(G, H, W)`` bool masks on the device."""
-        raise NotImplementedError
+
+    @abc.abstractmethod
+    def __call__(self, k: int) -> np.ndarray:
+        """Proposal ``k``'s ``(H, W)`` bool mask on the host (``masks(logits[k:k+1])[0]``)."""
 
 
 def device_ious(predictions: Sequence[Prediction], references: Sequence[MaskReference],
