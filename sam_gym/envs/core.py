@@ -292,7 +292,7 @@ class EpisodeCore:
             }
             infos.append(info)
         if env.info_iou == "full":
-            self.set_full_ious(rows[np.fromiter((p is not None for p in predictions), dtype=bool, count=len(rows))])
+            self.set_full_ious(_decoded(rows, predictions))
             for info, iou in zip(infos, s.iou[rows].tolist(), strict=True):
                 info["iou"] = iou
         self._add_mask_infos(rows, infos)
@@ -413,7 +413,7 @@ class EpisodeCore:
             if prediction is not None:
                 self._apply(r, prediction)
         if full:
-            self.set_full_ious(rows[np.fromiter((p is not None for p in predictions), dtype=bool, count=len(rows))])
+            self.set_full_ious(_decoded(rows, predictions))
         if env.reward_mode == "alignsam":
             rewards = np.where(clicks.void, 0.0, np.where(clicks.on_target, 1.0, -1.0))
         else:
@@ -445,7 +445,7 @@ class EpisodeCore:
     def set_full_ious(self, rows: np.ndarray) -> None:
         """Set ``iou`` of ``rows`` to the full-resolution IoU of their current mask, void excluded (0 before any mask).
 
-        One ``backend.best_mask_ious`` call for all of them (SAM: batched on its device); each
+        One ``backend.best_mask_ious`` call for all of them (SAM on CUDA: batched on the device); each
         episode's ground truth is prepared once (``backend.iou_reference``). Equal to
         :func:`sam_gym.metrics.iou` ``(mask, target, void)`` of each row.
         """
@@ -572,6 +572,11 @@ class EpisodeCore:
         s = self.state
         s.predictions[row] = prediction
         s.logits[row] = prediction.logits(prediction.best)
+
+
+def _decoded(rows: np.ndarray, predictions: Sequence[Prediction | None]) -> np.ndarray:
+    """The entries of ``rows`` whose prediction is not ``None`` (decoded in this call)."""
+    return rows[np.fromiter((p is not None for p in predictions), dtype=bool, count=len(rows))]
 
 
 @lru_cache(maxsize=256)
