@@ -115,9 +115,9 @@ def device_ious(predictions: Sequence[Prediction], references: Sequence[MaskRefe
     Items whose ``full_mask`` is a :class:`DeviceFullMask` and whose reference holds tensors are
     counted on the device; any other item is counted on the host. With ``stack`` the device items
     are upsampled in groups (:meth:`DeviceFullMask.group_key`: one operation per image size);
-    without it one by one. ``None`` stacks on CUDA only: on the CPU one item's ``1024 x 1024``
-    frame stays in the processor's cache and a stacked batch's does not (8 stacked SAM items took
-    twice as long as 8 single ones here).
+    without it one by one. ``None`` stacks on CUDA only, where one operation instead of one per
+    item saves kernel launches; on the CPU stacking gained nothing measurable
+    (``benchmarks/full_iou_paths.py``).
 
     Args:
         predictions: ``B`` predictions.
@@ -171,9 +171,9 @@ class DeviceMaskIoU:
     def iou_reference(self, target: np.ndarray, void: np.ndarray) -> MaskReference:
         """On CUDA the episode's ground truth as bool tensors on the device; on the CPU as host arrays.
 
-        On the CPU a mask is a host array already, and numpy's two counts cost less than torch's
-        small kernels (0.07 against 0.2-0.3 ms per MobileSAM step, measured here), so
-        :func:`device_ious` counts those items on the host (:func:`host_ious`).
+        On the CPU a mask is a host array already, and the host count was 0.2-0.4 ms faster per
+        MobileSAM item at batch 1 than the device path (``benchmarks/full_iou_paths.py``; torch's
+        small kernels), so :func:`device_ious` counts those items on the host (:func:`host_ious`).
         """
         if getattr(self.device, "type", None) == "cuda":
             return device_reference(target, void, self.device)
