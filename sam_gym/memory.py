@@ -16,17 +16,44 @@ from typing import Any
 __all__ = ["PeakMemory", "rss_bytes"]
 
 _STATUS = Path("/proc/self/status")
+_CLEAR_REFS = Path("/proc/self/clear_refs")
+# After a reset, VmHWM equals VmRSS; the kernel's per-thread RSS counters may lag by a little.
+_RESET_SLACK_KB = 4096.0
+
+
+def _status_kbs(*field_names: str) -> dict[str, float]:
+    """The ``kB`` fields (``VmRSS``, ``VmHWM``) of one read of ``/proc/self/status``; missing ones are absent."""
+    try:
+        lines = _STATUS.read_text().splitlines()
+    except OSError:
+        return {}
+    found: dict[str, float] = {}
+    for line in lines:
+        name, _, rest = line.partition(":")
+        if name in field_names and rest.split():
+            found[name] = float(rest.split()[0])
+    return found
 
 
 def _status_kb(field_name: str) -> float | None:
     """A ``kB`` field (``VmRSS``, ``VmHWM``) of ``/proc/self/status``, or ``None`` (not Linux, no such field)."""
+    return _status_kbs(field_name).get(field_name)
+
+
+def _reset_high_water_mark() -> bool:
+    """Reset this process's ``VmHWM`` to its current RSS; ``True`` only when the reset is seen to take effect.
+
+    Some kernels and sandboxes accept the write to ``/proc/self/clear_refs`` and leave ``VmHWM`` at the
+    process-lifetime peak; then a later ``VmHWM`` would not be the peak of the block, so this says so.
+    """
     try:
-        for line in _STATUS.read_text().splitlines():
-            if line.startswith(field_name + ":"):
-                return float(line.split()[1])
+        _CLEAR_REFS.write_text("5")
     except OSError:
-        return None
-    return None
+        return False
+    fields = _status_kbs("VmHWM", "VmRSS")
+    if "VmHWM" not in fields or "VmRSS" not in fields:
+        return False
+    return fields["VmHWM"] <= fields["VmRSS"] + _RESET_SLACK_KB
 
 
 def _max_rss_bytes() -> int:
@@ -63,7 +90,8 @@ class PeakMemory:
     reset on entry by writing ``5`` to ``/proc/self/clear_refs`` and read on exit, so
     :attr:`peak_mb` is the largest RSS reached *during the block* (the interpreter, backend,
     cache and dataset included: compare policies by their difference). Where that reset is not
-    possible, the process-lifetime peak ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` is used
+    possible, or is accepted but not seen to take effect (``VmHWM`` still above ``VmRSS`` right
+    after it), the process-lifetime peak ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` is used
     instead (an upper bound; :attr:`method` says which). When torch has CUDA initialised,
     :attr:`gpu_peak_mb` is ``torch.cuda.max_memory_allocated()`` over the block (peak stats reset
     on entry); otherwise ``None``. Nothing is sampled while the block runs, so timings taken inside
@@ -93,11 +121,7 @@ class PeakMemory:
         return None
 
     def __enter__(self) -> PeakMemory:
-        try:
-            Path("/proc/self/clear_refs").write_text("5")
-            self.method = "VmHWM" if _status_kb("VmHWM") is not None else "ru_maxrss"
-        except OSError:
-            self.method = "ru_maxrss"
+        self.method = "VmHWM" if _reset_high_water_mark() else "ru_maxrss"
         cuda = self._cuda()
         if cuda is not None:
             cuda.reset_peak_memory_stats()

@@ -32,3 +32,32 @@ def test_peak_memory_without_proc_uses_ru_maxrss(tmp_path: Path, monkeypatch: py
         pass
     assert peak.method == "ru_maxrss"
     assert peak.peak_mb == pytest.approx(memory._max_rss_bytes() / 2**20, rel=0.05)
+
+
+@pytest.mark.parametrize(("hwm_kb", "method"), [(2050, "VmHWM"), (900_000, "ru_maxrss")])
+def test_peak_memory_uses_vmhwm_only_when_its_reset_is_seen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hwm_kb: int, method: str
+) -> None:
+    # a kernel that accepts the write to clear_refs but keeps the lifetime peak must not pass
+    # that peak off as the block's
+    status = tmp_path / "status"
+    status.write_text(f"Name:\tpython\nVmHWM:\t  {hwm_kb} kB\nVmRSS:\t  2048 kB\n")
+    monkeypatch.setattr(memory, "_STATUS", status)
+    monkeypatch.setattr(memory, "_CLEAR_REFS", tmp_path / "clear_refs")
+    with memory.PeakMemory() as peak:
+        pass
+    assert (tmp_path / "clear_refs").read_text() == "5"
+    assert peak.method == method
+    if method == "VmHWM":
+        assert peak.peak_mb == pytest.approx(hwm_kb / 1024)
+    else:
+        assert peak.peak_mb == pytest.approx(memory._max_rss_bytes() / 2**20, rel=0.05)
+
+
+def test_peak_memory_without_a_writable_clear_refs_uses_ru_maxrss(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(memory, "_CLEAR_REFS", tmp_path / "no_such_folder" / "clear_refs")
+    with memory.PeakMemory() as peak:
+        pass
+    assert peak.method == "ru_maxrss"

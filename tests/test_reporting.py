@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import mmap
 from types import SimpleNamespace
 
 import cv2
@@ -290,9 +291,13 @@ def test_peak_memory_sees_an_allocation() -> None:
     with PeakMemory() as before:
         pass
     with PeakMemory() as memory:
-        block = np.ones(64 * 2**20, dtype=np.uint8)  # 64 MiB, touched
-        assert block.sum() > 0
-        del block
+        # 64 MiB of fresh anonymous pages, every one written: memory the allocator could not have
+        # kept resident from an earlier test, so RSS must grow by all of it
+        with mmap.mmap(-1, 64 * 2**20) as block:
+            pages = np.frombuffer(block, dtype=np.uint8)
+            pages[:] = 1
+            assert int(pages[:: mmap.PAGESIZE].sum()) == 64 * 2**20 // mmap.PAGESIZE
+            del pages
     assert memory.peak_mb > 0 and memory.method in ("VmHWM", "ru_maxrss")
     if memory.method == "VmHWM":
         assert memory.peak_mb >= before.peak_mb + 48
