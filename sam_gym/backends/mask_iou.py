@@ -89,8 +89,9 @@ class DeviceFullMask(abc.ABC):
     """Base of a ``Prediction.full_mask`` whose masks are upsampled device logits (what :func:`device_ious` batches).
 
     A subclass holds ``logits``, the ``(K, h, w)`` logits that its masks are upsampled from, and says
-    which items can be upsampled together (:meth:`group_key`) and how (:meth:`masks`).
-    ``full_mask(k)`` must equal ``masks(logits[k:k+1])[0]`` on the host.
+    which items can be upsampled together (:meth:`group_key`) and how (:meth:`masks`). Calling it
+    with ``k`` gives ``masks(logits[k:k+1])[0]`` on the host, so the one-item mask and the batched
+    ones come from the same operations.
     """
 
     logits: torch.Tensor
@@ -103,9 +104,12 @@ class DeviceFullMask(abc.ABC):
     def masks(self, logits: torch.Tensor) -> torch.Tensor:
         """``(G, h, w)`` logits of items of this group -> ``(G, H, W)`` bool masks on the device."""
 
-    @abc.abstractmethod
     def __call__(self, k: int) -> np.ndarray:
         """Proposal ``k``'s ``(H, W)`` bool mask on the host (``masks(logits[k:k+1])[0]``)."""
+        import torch
+
+        with torch.inference_mode():
+            return self.masks(self.logits[k : k + 1])[0].cpu().numpy()
 
 
 def device_ious(predictions: Sequence[Prediction], references: Sequence[MaskReference],

@@ -423,10 +423,6 @@ class _FullMask(DeviceFullMask):
     embedding: Embedding
     logits: torch.Tensor
 
-    def __call__(self, k: int) -> np.ndarray:
-        with torch.inference_mode():
-            return self.masks(self.logits[k : k + 1])[0].cpu().numpy()
-
     def group_key(self) -> tuple[Any, ...]:
         """Items of one image size share one resize."""
         return id(self.backend), self.embedding.image_size
