@@ -30,8 +30,9 @@ def _status_kbs(*field_names: str) -> dict[str, float]:
     found: dict[str, float] = {}
     for line in lines:
         name, _, rest = line.partition(":")
-        if name in field_names and rest.split():
-            found[name] = float(rest.split()[0])
+        values = rest.split()
+        if name in field_names and values:
+            found[name] = float(values[0])
     return found
 
 
